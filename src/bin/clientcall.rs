@@ -1,0 +1,26 @@
+//! `clientcall`: the upcall client's program. It reads its options and hands the keyboard to the
+//! library's client (`src/client.rs`), which does all the work.
+
+use std::io;
+use std::process::ExitCode;
+
+use upcall::cli::{self, Usage};
+use upcall::client;
+
+fn main() -> ExitCode {
+    let config = match cli::client_options(
+        std::env::args().skip(1),
+        std::env::var("UPCALL_SERVER").ok(),
+    ) {
+        Ok(config) => config,
+        Err(Usage::Help) => {
+            println!("{}", cli::CLIENTCALL_HELP);
+            return ExitCode::SUCCESS;
+        }
+        Err(Usage::Wrong(sentence)) => {
+            eprintln!("clientcall: {sentence}. Try `clientcall --help`.");
+            return ExitCode::from(2);
+        }
+    };
+    client::run(&config, io::stdin().lock())
+}

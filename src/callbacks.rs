@@ -1,0 +1,86 @@
+//! The functions a client offers to the server: the "up" end of an upcall.
+//!
+//! When `clientcall` connects, it sends `REGISTER <name>` for every entry of [`CALLBACKS`]. From then
+//! on, the server may send `UPCALL <id> <name> <argument>`, and the client runs the function *here*,
+//! on the client's machine, and sends its result back as `RETURN <id> <value>` (or `FAIL <id>
+//! <reason>`). `hostname` shows this best: called from the server's console, it answers with the
+//! name of the machine (in the Docker lab, the container) where the client runs.
+//!
+//! Adding a callback is one function and one line in [`CALLBACKS`]. Nothing else changes: the client
+//! registers every entry and dispatches by name.
+
+use crate::client::Screen;
+
+/// A callback takes the upcall's argument and returns the value for `RETURN`, or the reason for
+/// `FAIL`. It may print through the client's [`Screen`] (which keeps the user's prompt intact).
+pub type Callback = fn(argument: &str, screen: &Screen) -> Result<String, String>;
+
+/// Every callback the client registers, by the name the server calls it by.
+pub const CALLBACKS: &[(&str, Callback)] = &[
+    ("on_event", on_event),
+    ("uppercase", uppercase),
+    ("hostname", hostname),
+];
+
+/// The callback registered under `name`, if any.
+pub fn find(name: &str) -> Option<Callback> {
+    CALLBACKS
+        .iter()
+        .find(|(registered, _)| *registered == name)
+        .map(|&(_, callback)| callback)
+}
+
+/// A notification: the server tells the client that something happened. It prints the old lab's
+/// line and acknowledges with `ok`.
+fn on_event(text: &str, screen: &Screen) -> Result<String, String> {
+    screen.line(&format!("Received upcall from server: {text}"));
+    Ok("ok".to_string())
+}
+
+/// A function with a result: the server hands over data, the client computes, the server gets
+/// the answer. (`to_uppercase` is Unicode-aware: `straße` becomes `STRASSE`.)
+fn uppercase(text: &str, _screen: &Screen) -> Result<String, String> {
+    Ok(text.to_uppercase())
+}
+
+/// A function only the client can answer: the name of the machine it runs on.
+///
+/// Std has no `gethostname`, so we read what Linux publishes in `/proc` (in a container, that is
+/// the container's host name), then `/etc/hostname`, then the `HOSTNAME` variable some shells set.
+fn hostname(_argument: &str, _screen: &Screen) -> Result<String, String> {
+    let from_files = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok());
+    from_files
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .find(|name| !name.is_empty())
+        .ok_or_else(|| "cannot tell the host name on this system".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_callback_name_is_valid_on_the_wire() {
+        for (name, _) in CALLBACKS {
+            assert_eq!(crate::protocol::check_callback_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn callbacks_are_found_by_name() {
+        let screen = Screen::new();
+        let uppercase = find("uppercase").expect("uppercase is registered");
+        assert_eq!(uppercase("haii", &screen), Ok("HAII".to_string()));
+        assert!(find("format_disk").is_none());
+    }
+
+    #[test]
+    fn hostname_names_this_machine() {
+        let screen = Screen::new();
+        let name = find("hostname").unwrap()("", &screen).unwrap();
+        assert!(!name.is_empty() && !name.contains('\n'), "{name:?}");
+    }
+}

@@ -1,0 +1,527 @@
+//! The upcall client: it registers functions with the server, sends the user's messages, and runs
+//! whatever the server calls back.
+//!
+//! # Two threads, and why
+//!
+//! A client has two sources of input that it cannot predict: the keyboard (the user may type at
+//! any moment) and the socket (the server may call at any moment: that is what an upcall *is*).
+//! Blocking `read` can wait on one of them only. So the client has two threads:
+//!
+//! - the **main thread** reads the keyboard, sends `MSG` lines, and waits (with a timeout) for the
+//!   upcall its message causes, so that the output reads in the old lab's order;
+//! - the **reader thread** reads the socket, runs every `UPCALL` it receives through the
+//!   [`callbacks`](crate::callbacks) table, and answers with `RETURN` or `FAIL` at once, even while
+//!   the user sits at the prompt.
+//!
+//! The old Python client had only the first thread: it read the socket right after each message,
+//! and not at all while waiting at the prompt. `clientcall --no-reader` behaves like that on purpose.
+//! Try it with the server console's `call`: the upcall times out, because nobody reads it until
+//! the user presses Enter. That is the reader thread's whole reason to exist.
+//!
+//! # Shared between the two threads
+//!
+//! The socket's write half (both threads send lines), the [`Screen`] (both print), and a flag that
+//! says the user is leaving. Events from the reader to the main thread go through a channel.
+
+use std::io::{self, BufRead, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::lock;
+
+use crate::callbacks::{self, CALLBACKS};
+use crate::connection::{LineReader, LineWriter};
+use crate::error::Error;
+use crate::protocol::{Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT};
+
+/// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
+/// server's `BYE`. Five seconds is the server's default upcall timeout too.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// What the client can be told on its command line.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `HOST:PORT`, or just `HOST` for port 4141.
+    pub server: String,
+    /// Run the reader thread (the default), or read the socket only after each message.
+    pub reader_thread: bool,
+}
+
+/// The user's terminal, shared by the main thread (prompts) and the reader thread (upcalls).
+///
+/// An upcall can arrive while the user is looking at `Enter message: `. Printed as it is, it would
+/// land after the prompt, and the user would type on a line that no longer says what to type. The
+/// screen remembers which prompt is showing, prints the upcall on a line of its own and shows the
+/// prompt again.
+pub struct Screen {
+    /// Lock: guards stdout and the prompt on display, so that a line and a prompt are printed
+    /// together. Held only while printing, never across socket I/O.
+    prompt: Mutex<Option<&'static str>>,
+}
+
+impl Screen {
+    pub fn new() -> Screen {
+        Screen {
+            prompt: Mutex::new(None),
+        }
+    }
+
+    /// Prints one line (say, an upcall's text) without disturbing a prompt on display.
+    pub fn line(&self, text: &str) {
+        let prompt = lock(&self.prompt);
+        let mut out = io::stdout().lock();
+        // Write errors are ignored: a client whose terminal is gone still answers its upcalls.
+        let _ = match *prompt {
+            Some(prompt) => write!(out, "\n{text}\n{prompt}"),
+            None => writeln!(out, "{text}"),
+        };
+        let _ = out.flush();
+    }
+
+    /// Shows a prompt; the user's answer will follow it on the same line.
+    fn prompt(&self, prompt: &'static str) {
+        let mut showing = lock(&self.prompt);
+        let mut out = io::stdout().lock();
+        let _ = write!(out, "{prompt}");
+        let _ = out.flush();
+        *showing = Some(prompt);
+    }
+
+    /// The user pressed Enter: no prompt is on display any more.
+    fn prompt_answered(&self) {
+        *lock(&self.prompt) = None;
+    }
+}
+
+impl Default for Screen {
+    fn default() -> Screen {
+        Screen::new()
+    }
+}
+
+/// What the socket side tells the keyboard side.
+#[derive(Debug)]
+enum Event {
+    /// `on_event` was called with this text (and has printed it).
+    OnEvent(String),
+    /// The server rejected something with `ERR` (and it has been printed).
+    ServerError,
+    /// The connection is closed.
+    Closed,
+}
+
+/// What both threads share.
+struct Session {
+    /// Lock: guards the order of bytes on the socket: the main thread sends `MSG` and `BYE`, the
+    /// reader thread sends `RETURN` and `FAIL`, and each line must leave whole. Held for one write.
+    writer: Mutex<LineWriter<TcpStream>>,
+    /// Another handle to the socket, to set how long a read may wait. Socket options need no lock.
+    socket: TcpStream,
+    screen: Screen,
+    /// The user said `bye`: from now on the server closing the connection is expected, not news.
+    leaving: AtomicBool,
+}
+
+/// Connects to the server, names an unreachable one clearly, and runs the session. The exit code is
+/// 0 when the user said `bye` (or input ended), 1 when the connection failed or was lost.
+pub fn run(config: &ClientConfig, keyboard: impl BufRead) -> ExitCode {
+    match start(config) {
+        Ok((session, reader)) => {
+            let session = Arc::new(session);
+            let closed_normally = if config.reader_thread {
+                with_reader_thread(&session, reader, keyboard)
+            } else {
+                without_reader_thread(&session, reader, keyboard)
+            };
+            if closed_normally {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("clientcall: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connect, read `WELCOME`, register every callback.
+fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), String> {
+    let server = with_default_port(&config.server);
+    let stream = connect(&server)?;
+    let lost = |error: io::Error| format!("lost the connection to {server}: {error}");
+    // See the server's `admit` on TCP_NODELAY: the same reasoning holds for RETURN lines.
+    stream.set_nodelay(true).map_err(lost)?;
+    stream.set_read_timeout(Some(WAIT)).map_err(lost)?;
+    let mut reader = LineReader::new(stream.try_clone().map_err(lost)?, DEFAULT_MAX_LINE);
+    let client_id = match reader.read_message() {
+        Ok(Some(Message::Welcome { client_id })) => client_id,
+        Ok(Some(Message::Err { reason })) => return Err(format!("the server said: {reason}")),
+        Ok(Some(other)) => {
+            return Err(format!(
+                "{server} does not speak upcall/1: it opened with {} instead of WELCOME",
+                other.verb()
+            ))
+        }
+        Ok(None) => {
+            return Err(format!(
+                "{server} closed the connection before saying WELCOME"
+            ))
+        }
+        Err(Error::Protocol(error)) => {
+            return Err(format!("{server} does not speak upcall/1 ({error})"))
+        }
+        Err(Error::Io(error)) => {
+            return Err(format!("{server} did not say WELCOME within 5 s ({error})"))
+        }
+    };
+    let session = Session {
+        writer: Mutex::new(LineWriter::new(
+            stream.try_clone().map_err(lost)?,
+            DEFAULT_MAX_LINE,
+        )),
+        socket: stream,
+        screen: Screen::new(),
+        leaving: AtomicBool::new(false),
+    };
+    session
+        .screen
+        .line(&format!("Connected to {server} as {client_id}."));
+    for (name, _) in CALLBACKS {
+        session
+            .send(&Message::Register {
+                callback: name.to_string(),
+            })
+            .map_err(|error| format!("lost the connection to {server}: {error}"))?;
+    }
+    // The acknowledgements (REGISTERED) arrive later; the server handles our lines in order, so a
+    // MSG sent after these REGISTERs always finds on_event registered.
+    Ok((session, reader))
+}
+
+/// The normal client: a reader thread answers upcalls at any time, the main thread reads keys.
+fn with_reader_thread(
+    session: &Arc<Session>,
+    mut reader: LineReader<TcpStream>,
+    keyboard: impl BufRead,
+) -> bool {
+    // The reader thread may wait for the server as long as it likes.
+    if let Err(error) = session.socket.set_read_timeout(None) {
+        session
+            .screen
+            .line(&format!("Server connection failed: {error}"));
+        return false;
+    }
+    let (events, from_reader) = mpsc::channel();
+    let reader_session = Arc::clone(session);
+    thread::spawn(move || read_upcalls(&reader_session, &mut reader, &events));
+
+    let mut prompt = "Enter message: ";
+    session.screen.prompt(prompt);
+    for line in keyboard.lines() {
+        session.screen.prompt_answered();
+        let Ok(line) = line else { break };
+        if line.trim().eq_ignore_ascii_case("bye") {
+            break;
+        }
+        if !line.is_empty() {
+            // Events left over from earlier (a broadcast, a late upcall) are not an answer to
+            // this message.
+            while let Ok(event) = from_reader.try_recv() {
+                if let Event::Closed = event {
+                    return connection_lost(session);
+                }
+            }
+            match send_message(session, &line) {
+                Sent::Yes(expected) => {
+                    if !wait_for_upcall(session, &from_reader, &expected) {
+                        return connection_lost(session);
+                    }
+                    prompt = "Enter another message: ";
+                }
+                Sent::Refused => {}
+                Sent::ConnectionLost => return connection_lost(session),
+            }
+        }
+        session.screen.prompt(prompt);
+    }
+    session.screen.prompt_answered();
+    say_bye(session);
+    // The reader thread sees the server's BYE and the close; wait for it (bounded).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::Closed) | Err(_) => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The reader thread: every line from the server, as it comes, until the connection closes.
+fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &Sender<Event>) {
+    loop {
+        match reader.read_message() {
+            Ok(Some(message)) => {
+                if let Some(event) = session.handle(message) {
+                    // The main thread may have finished already; then nobody needs the event.
+                    let _ = events.send(event);
+                }
+            }
+            Err(Error::Protocol(error)) => session.ignore_bad_line(error),
+            Ok(None) | Err(Error::Io(_)) => break,
+        }
+    }
+    if session.leaving.load(Ordering::SeqCst) {
+        let _ = events.send(Event::Closed);
+    } else {
+        // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
+        // the user to press Enter before saying the server is gone would be worse. So the news
+        // and the exit happen here.
+        session.screen.line("Server closed the connection.");
+        std::process::exit(1);
+    }
+}
+
+/// The client without a reader thread, like the old lab's: the socket is read only after the user
+/// has sent a message. Upcalls that arrive in between wait in the socket, unanswered.
+fn without_reader_thread(
+    session: &Session,
+    mut reader: LineReader<TcpStream>,
+    keyboard: impl BufRead,
+) -> bool {
+    let mut prompt = "Enter message: ";
+    session.screen.prompt(prompt);
+    for line in keyboard.lines() {
+        session.screen.prompt_answered();
+        let Ok(line) = line else { break };
+        if line.trim().eq_ignore_ascii_case("bye") {
+            break;
+        }
+        if !line.is_empty() {
+            match send_message(session, &line) {
+                Sent::Yes(expected) => {
+                    // Now, and only now, the socket is read: upcalls that queued up while the user
+                    // was typing are answered late, then comes the one this message caused.
+                    if !read_until(session, &mut reader, |event| match event {
+                        Event::OnEvent(text) => *text == expected,
+                        Event::ServerError | Event::Closed => true,
+                    }) {
+                        return connection_lost(session);
+                    }
+                    prompt = "Enter another message: ";
+                }
+                Sent::Refused => {}
+                Sent::ConnectionLost => return connection_lost(session),
+            }
+        }
+        session.screen.prompt(prompt);
+    }
+    session.screen.prompt_answered();
+    say_bye(session);
+    read_until(session, &mut reader, |event| matches!(event, Event::Closed));
+    true
+}
+
+/// Reads and handles lines until `done` says an event is the one we wait for, or [`WAIT`] passes.
+/// False if the connection was lost (and we were not leaving).
+fn read_until(
+    session: &Session,
+    reader: &mut LineReader<TcpStream>,
+    done: impl Fn(&Event) -> bool,
+) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || session.socket.set_read_timeout(Some(left)).is_err() {
+            session.screen.line("No upcall from the server within 5 s.");
+            return true;
+        }
+        let event = match reader.read_message() {
+            Ok(Some(message)) => session.handle(message),
+            Err(Error::Protocol(error)) => {
+                session.ignore_bad_line(error);
+                None
+            }
+            Err(Error::Io(error)) if is_timeout(&error) => continue,
+            Ok(None) | Err(Error::Io(_)) => Some(Event::Closed),
+        };
+        match event {
+            Some(Event::Closed) if !session.leaving.load(Ordering::SeqCst) => return false,
+            Some(event) if done(&event) => return true,
+            _ => {}
+        }
+    }
+}
+
+/// The outcome of sending one typed line.
+enum Sent {
+    /// Sent; the `on_event` text the server will call back with.
+    Yes(String),
+    /// Not sent: the line cannot be a `MSG` (too long, control characters). The user was told.
+    Refused,
+    ConnectionLost,
+}
+
+fn send_message(session: &Session, text: &str) -> Sent {
+    match session.send(&Message::Msg {
+        text: text.to_string(),
+    }) {
+        Ok(()) => Sent::Yes(format!("Upcall event: Processing {text}")),
+        Err(Error::Protocol(error)) => {
+            let limit = match error {
+                ProtocolError::LineTooLong => format!(" (at most {DEFAULT_MAX_LINE} bytes a line)"),
+                _ => String::new(),
+            };
+            session
+                .screen
+                .line(&format!("Cannot send that message: {error}{limit}."));
+            Sent::Refused
+        }
+        Err(Error::Io(_)) => Sent::ConnectionLost,
+    }
+}
+
+/// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
+/// next prompt. False if the connection closed meanwhile.
+fn wait_for_upcall(session: &Session, events: &Receiver<Event>, expected: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::OnEvent(text)) if text == expected => return true,
+            Ok(Event::OnEvent(_)) => {} // another client's message, already printed
+            Ok(Event::ServerError) => return true,
+            Ok(Event::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
+            Err(RecvTimeoutError::Timeout) => {
+                session.screen.line("No upcall from the server within 5 s.");
+                return true;
+            }
+        }
+    }
+}
+
+fn say_bye(session: &Session) {
+    session.leaving.store(true, Ordering::SeqCst);
+    let _ = session.send(&Message::Bye);
+}
+
+fn connection_lost(session: &Session) -> bool {
+    session.screen.line("Server closed the connection.");
+    false
+}
+
+impl Session {
+    fn send(&self, message: &Message) -> Result<(), Error> {
+        lock(&self.writer).send(message)
+    }
+
+    /// One line from the server. Runs upcalls; returns what the main thread may be waiting for.
+    fn handle(&self, message: Message) -> Option<Event> {
+        match message {
+            Message::Upcall {
+                id,
+                callback,
+                argument,
+            } => {
+                let answer = match callbacks::find(&callback) {
+                    Some(function) => match function(&argument, &self.screen) {
+                        Ok(value) => Message::Return { id, value },
+                        Err(reason) => Message::Fail { id, reason },
+                    },
+                    None => Message::Fail {
+                        id,
+                        reason: format!("unknown callback {callback}"),
+                    },
+                };
+                if let Err(Error::Protocol(error)) = self.send(&answer) {
+                    // The result cannot go on the wire (too long, say): the server still gets
+                    // an answer, so it need not wait out its timeout.
+                    let _ = self.send(&Message::Fail {
+                        id,
+                        reason: format!("the result cannot be sent: {error}"),
+                    });
+                }
+                (callback == crate::server::ON_EVENT).then_some(Event::OnEvent(argument))
+            }
+            Message::Err { reason } => {
+                self.screen.line(&format!("Server error: {reason}"));
+                Some(Event::ServerError)
+            }
+            Message::Bye => {
+                if !self.leaving.load(Ordering::SeqCst) {
+                    self.screen
+                        .line("Server said BYE: it is closing the connection.");
+                }
+                None
+            }
+            Message::Registered { .. } => None,
+            // A server that breaks the protocol is reported, not obeyed; the client goes on.
+            other => {
+                self.screen.line(&format!(
+                    "Ignoring {} from the server: it is not a server's line.",
+                    other.verb()
+                ));
+                None
+            }
+        }
+    }
+
+    fn ignore_bad_line(&self, error: ProtocolError) {
+        self.screen
+            .line(&format!("Ignoring a line from the server: {error}."));
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// `upcall-server` means `upcall-server:4141`.
+pub fn with_default_port(server: &str) -> String {
+    if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:{DEFAULT_PORT}")
+    }
+}
+
+/// Connects to `server` (a name or an address), turning each way it can fail into one sentence a
+/// student can act on.
+pub fn connect(server: &str) -> Result<TcpStream, String> {
+    let addresses: Vec<SocketAddr> = match server.to_socket_addrs() {
+        Ok(addresses) => addresses.collect(),
+        Err(error) => {
+            return Err(format!(
+                "cannot find the server {server}: {error}. Check the name and port \
+                 (HOST:PORT; in the Docker lab it is upcall-server:4141)."
+            ))
+        }
+    };
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    // A name may have several addresses (localhost is ::1 and 127.0.0.1): try each in turn.
+    for address in &addresses {
+        match TcpStream::connect_timeout(address, WAIT) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(match last_error.kind() {
+        io::ErrorKind::ConnectionRefused => format!(
+            "cannot connect to {server}: connection refused. Is servercall running there? \
+             Start it with `cargo run --bin servercall`, or point --server at it."
+        ),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+            "cannot connect to {server}: no answer within 5 s. Is the address right, and is \
+             the server on a network this machine can reach?"
+        ),
+        _ => format!("cannot connect to {server}: {last_error}."),
+    })
+}
