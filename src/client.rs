@@ -83,6 +83,18 @@ impl Screen {
         let _ = out.flush();
     }
 
+    /// Prints the session's last line: like [`Screen::line`], but the prompt is not shown again,
+    /// since the program is about to exit.
+    fn last_line(&self, text: &str) {
+        let mut prompt = lock(&self.prompt);
+        let mut out = io::stdout().lock();
+        let _ = match prompt.take() {
+            Some(_) => write!(out, "\n{text}\n"),
+            None => writeln!(out, "{text}"),
+        };
+        let _ = out.flush();
+    }
+
     /// Shows a prompt; the user's answer will follow it on the same line.
     fn prompt(&self, prompt: &'static str) {
         let mut showing = lock(&self.prompt);
@@ -106,7 +118,7 @@ impl Default for Screen {
 
 /// What the socket side tells the keyboard side.
 #[derive(Debug)]
-enum Event {
+enum Heard {
     /// `on_event` was called with this text (and has printed it).
     OnEvent(String),
     /// The server rejected something with `ERR` (and it has been printed).
@@ -234,7 +246,7 @@ fn with_reader_thread(
             // Events left over from earlier (a broadcast, a late upcall) are not an answer to
             // this message.
             while let Ok(event) = from_reader.try_recv() {
-                if let Event::Closed = event {
+                if let Heard::Closed = event {
                     return connection_lost(session);
                 }
             }
@@ -257,14 +269,14 @@ fn with_reader_thread(
     let deadline = Instant::now() + WAIT;
     loop {
         match from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Event::Closed) | Err(_) => return true,
+            Ok(Heard::Closed) | Err(_) => return true,
             Ok(_) => {}
         }
     }
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
-fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &Sender<Event>) {
+fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &Sender<Heard>) {
     loop {
         match reader.read_message() {
             Ok(Some(message)) => {
@@ -278,12 +290,12 @@ fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &
         }
     }
     if session.leaving.load(Ordering::SeqCst) {
-        let _ = events.send(Event::Closed);
+        let _ = events.send(Heard::Closed);
     } else {
         // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
         // the user to press Enter before saying the server is gone would be worse. So the news
         // and the exit happen here.
-        session.screen.line("Server closed the connection.");
+        session.screen.last_line("Server closed the connection.");
         std::process::exit(1);
     }
 }
@@ -309,8 +321,8 @@ fn without_reader_thread(
                     // Now, and only now, the socket is read: upcalls that queued up while the user
                     // was typing are answered late, then comes the one this message caused.
                     if !read_until(session, &mut reader, |event| match event {
-                        Event::OnEvent(text) => *text == expected,
-                        Event::ServerError | Event::Closed => true,
+                        Heard::OnEvent(text) => *text == expected,
+                        Heard::ServerError | Heard::Closed => true,
                     }) {
                         return connection_lost(session);
                     }
@@ -324,7 +336,7 @@ fn without_reader_thread(
     }
     session.screen.prompt_answered();
     say_bye(session);
-    read_until(session, &mut reader, |event| matches!(event, Event::Closed));
+    read_until(session, &mut reader, |event| matches!(event, Heard::Closed));
     true
 }
 
@@ -333,7 +345,7 @@ fn without_reader_thread(
 fn read_until(
     session: &Session,
     reader: &mut LineReader<TcpStream>,
-    done: impl Fn(&Event) -> bool,
+    done: impl Fn(&Heard) -> bool,
 ) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -349,10 +361,10 @@ fn read_until(
                 None
             }
             Err(Error::Io(error)) if is_timeout(&error) => continue,
-            Ok(None) | Err(Error::Io(_)) => Some(Event::Closed),
+            Ok(None) | Err(Error::Io(_)) => Some(Heard::Closed),
         };
         match event {
-            Some(Event::Closed) if !session.leaving.load(Ordering::SeqCst) => return false,
+            Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return false,
             Some(event) if done(&event) => return true,
             _ => {}
         }
@@ -389,14 +401,14 @@ fn send_message(session: &Session, text: &str) -> Sent {
 
 /// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
 /// next prompt. False if the connection closed meanwhile.
-fn wait_for_upcall(session: &Session, events: &Receiver<Event>, expected: &str) -> bool {
+fn wait_for_upcall(session: &Session, events: &Receiver<Heard>, expected: &str) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
         match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Event::OnEvent(text)) if text == expected => return true,
-            Ok(Event::OnEvent(_)) => {} // another client's message, already printed
-            Ok(Event::ServerError) => return true,
-            Ok(Event::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
+            Ok(Heard::OnEvent(text)) if text == expected => return true,
+            Ok(Heard::OnEvent(_)) => {} // another client's message, already printed
+            Ok(Heard::ServerError) => return true,
+            Ok(Heard::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
             Err(RecvTimeoutError::Timeout) => {
                 session.screen.line("No upcall from the server within 5 s.");
                 return true;
@@ -411,7 +423,7 @@ fn say_bye(session: &Session) {
 }
 
 fn connection_lost(session: &Session) -> bool {
-    session.screen.line("Server closed the connection.");
+    session.screen.last_line("Server closed the connection.");
     false
 }
 
@@ -421,7 +433,7 @@ impl Session {
     }
 
     /// One line from the server. Runs upcalls; returns what the main thread may be waiting for.
-    fn handle(&self, message: Message) -> Option<Event> {
+    fn handle(&self, message: Message) -> Option<Heard> {
         match message {
             Message::Upcall {
                 id,
@@ -446,11 +458,11 @@ impl Session {
                         reason: format!("the result cannot be sent: {error}"),
                     });
                 }
-                (callback == crate::server::ON_EVENT).then_some(Event::OnEvent(argument))
+                (callback == crate::server::ON_EVENT).then_some(Heard::OnEvent(argument))
             }
             Message::Err { reason } => {
                 self.screen.line(&format!("Server error: {reason}"));
-                Some(Event::ServerError)
+                Some(Heard::ServerError)
             }
             Message::Bye => {
                 if !self.leaving.load(Ordering::SeqCst) {

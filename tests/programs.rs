@@ -1,0 +1,388 @@
+//! The two programs as a student runs them: `servercall` and `clientcall`, real processes, stdin
+//! typed by the test, stdout read back, over loopback on a port the system picks.
+//!
+//! These tests check what the README promises: the old lab's transcript, the server's console,
+//! the clear one-line errors, and the `--no-reader` exercise.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A program running under test, whose output is collected as it comes.
+struct Program {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+    /// Where the next `wait_for` starts looking, so one line is not matched twice.
+    seen: usize,
+}
+
+impl Program {
+    fn start(binary: &str, args: &[&str]) -> Program {
+        let mut child = Command::new(binary)
+            .args(args)
+            // The tests decide the address; an UPCALL_* variable in the developer's shell must
+            // not change what they see.
+            .env_remove("UPCALL_LISTEN")
+            .env_remove("UPCALL_SERVER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        // Prompts end without a newline, so collect bytes, not lines.
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    output.lock().unwrap().push_str(&text);
+                }
+            });
+        }
+        Program {
+            stdin: child.stdin.take(),
+            child,
+            output,
+            seen: 0,
+        }
+    }
+
+    fn servercall(args: &[&str]) -> (Program, u16) {
+        let mut args = args.to_vec();
+        args.extend(["--listen", "127.0.0.1:0"]);
+        let mut server = Program::start(env!("CARGO_BIN_EXE_servercall"), &args);
+        let first = server.wait_for("(upcall/1)");
+        let port = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        (server, port)
+    }
+
+    fn clientcall(port: u16, args: &[&str]) -> Program {
+        let server = format!("127.0.0.1:{port}");
+        let mut all = vec!["--server", &server];
+        all.extend(args);
+        let mut client = Program::start(env!("CARGO_BIN_EXE_clientcall"), &all);
+        client.wait_for("Enter message: ");
+        client
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("the program reads its stdin");
+    }
+
+    /// Waits until the output (after what earlier waits matched) contains `text`; returns the
+    /// whole line it is on.
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            {
+                let output = self.output.lock().unwrap();
+                if let Some(at) = output[self.seen..].find(text) {
+                    let at = self.seen + at;
+                    let start = output[..at].rfind('\n').map_or(0, |i| i + 1);
+                    let end = output[at..].find('\n').map_or(output.len(), |i| at + i);
+                    self.seen = at + text.len();
+                    return output[start..end].to_string();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no {text:?} within {PATIENCE:?}; output:\n{}", self.text());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Closes stdin and waits for the exit (bounded); returns the status and everything printed.
+    fn finish(mut self) -> (ExitStatus, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the output threads drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                return (status, self.text());
+            }
+            if Instant::now() > deadline {
+                panic!("the program did not exit; output:\n{}", self.text());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // Only our own child, by its handle: a failed test leaves no process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a program to the end with all of its stdin given at once.
+fn run_with_input(binary: &str, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env_remove("UPCALL_LISTEN")
+        .env_remove("UPCALL_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || done.send(child.wait_with_output()));
+    wait_bounded(&result)
+}
+
+fn wait_bounded<T>(result: &Receiver<std::io::Result<T>>) -> T {
+    result
+        .recv_timeout(PATIENCE)
+        .expect("the program finished in time")
+        .expect("the program ran")
+}
+
+/// The old lab's session, typed into the real `clientcall`: each upcall is printed before the
+/// next prompt, and `bye` ends it with exit status 0.
+#[test]
+fn the_lab_transcript_from_the_real_programs() {
+    let (mut server, port) = Program::servercall(&[]);
+    let client = run_with_input(
+        env!("CARGO_BIN_EXE_clientcall"),
+        &["--server", &format!("127.0.0.1:{port}")],
+        "haii\nhalo\nbye\n",
+    );
+    let transcript = String::from_utf8_lossy(&client.stdout);
+    assert_eq!(
+        transcript,
+        format!(
+            "Connected to 127.0.0.1:{port} as client-1.\n\
+             Enter message: Received upcall from server: Upcall event: Processing haii\n\
+             Enter another message: Received upcall from server: Upcall event: Processing halo\n\
+             Enter another message: "
+        )
+    );
+    assert!(client.status.success(), "{:?}", client.status);
+
+    for line in [
+        "Connection from: 127.0.0.1:",
+        "client-1 registered on_event",
+        "Received from client-1: haii",
+        "Upcall 1 to client-1: on_event(\"Upcall event: Processing haii\")",
+        "client-1 returned for upcall 1: ok",
+        "Received from client-1: halo",
+        "client-1 returned for upcall 2: ok",
+        "client-1 said BYE",
+        "client-1 disconnected",
+    ] {
+        server.wait_for(line);
+    }
+}
+
+/// End of input is the same as `bye`: a scripted client never hangs.
+#[test]
+fn end_of_input_says_bye() {
+    let (mut server, port) = Program::servercall(&[]);
+    let client = run_with_input(
+        env!("CARGO_BIN_EXE_clientcall"),
+        &["--server", &format!("127.0.0.1:{port}")],
+        "haii\n",
+    );
+    assert!(client.status.success());
+    server.wait_for("client-1 said BYE");
+}
+
+/// A second client hears the first one's messages as upcalls, and the server's console can call
+/// a client on its own: `call`, `broadcast`, `list`, then `quit`.
+#[test]
+fn two_clients_and_the_console() {
+    let (mut server, port) = Program::servercall(&[]);
+    let mut alice = Program::clientcall(port, &[]);
+    let mut bob = Program::clientcall(port, &[]);
+    server.wait_for("client-2 registered hostname");
+
+    alice.type_line("haii");
+    alice.wait_for("Received upcall from server: Upcall event: Processing haii");
+    // Bob sits at his prompt: the upcall is printed on a line of its own, and the prompt again.
+    bob.wait_for(
+        "\nReceived upcall from server: Upcall event: client-1 says haii\nEnter message: ",
+    );
+
+    server.type_line("list");
+    server.wait_for("client-1  127.0.0.1:");
+    server.wait_for("client-2  127.0.0.1:");
+    server.type_line("call client-1 uppercase haii");
+    server.wait_for("client-1 returned: HAII");
+    server.type_line("call client-2 hostname");
+    let hostname = server.wait_for("client-2 returned: ");
+    assert!(hostname.len() > "client-2 returned: ".len(), "{hostname:?}");
+    server.type_line("call client-2 format_disk");
+    server.wait_for("client-2 was not called: format_disk is not registered");
+    server.type_line("call client-9 hostname");
+    server.wait_for("client-9 was not called: no such client");
+
+    server.type_line("broadcast class starts now");
+    server.wait_for("client-1 returned: ok");
+    server.wait_for("client-2 returned: ok");
+    server.wait_for("Broadcast: 2 of 2 client(s) returned");
+    alice.wait_for("Received upcall from server: Upcall event: server says class starts now");
+    bob.wait_for("Received upcall from server: Upcall event: server says class starts now");
+
+    server.type_line("quit");
+    server.wait_for("Saying BYE to 2 client(s) and stopping.");
+    let (status, log) = server.finish();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.ends_with("Server stopped.\n"), "{log}");
+
+    // The clients learn that the server is gone, and say so.
+    for client in [alice, bob] {
+        let (status, output) = client.finish();
+        assert_eq!(status.code(), Some(1), "{output}");
+        assert!(output.contains("Server said BYE"), "{output}");
+        assert!(
+            output.ends_with("Server closed the connection.\n"),
+            "{output}"
+        );
+    }
+}
+
+/// `--no-reader` is the old lab's client: nobody reads the socket while the user sits at the
+/// prompt, so a call from the console goes unanswered until the user presses Enter.
+#[test]
+fn without_a_reader_thread_a_console_call_times_out() {
+    let (mut server, port) = Program::servercall(&["--upcall-timeout", "1"]);
+    let mut client = Program::clientcall(port, &["--no-reader"]);
+    server.wait_for("client-1 registered uppercase");
+
+    server.type_line("call client-1 uppercase too late");
+    server.wait_for("Upcall 1 to client-1: uppercase(\"too late\")");
+    server.wait_for("client-1 did not answer within 1 s");
+
+    // Enter: the client reads its socket at last, answers upcall 1 (too late: the server has
+    // given up on it) and then gets the upcall its message caused.
+    client.type_line("haii");
+    client.wait_for("Received upcall from server: Upcall event: Processing haii");
+    server.wait_for("client-1 sent a bad line: unknown upcall id 1");
+    client.type_line("halo");
+    client.wait_for("Server error: unknown upcall id 1");
+
+    // The same call, with the reader thread, is answered at once.
+    let mut reader = Program::clientcall(port, &[]);
+    server.wait_for("client-2 registered uppercase");
+    server.type_line("call client-2 uppercase in time");
+    server.wait_for("client-2 returned: IN TIME");
+    drop(reader.stdin.take());
+}
+
+#[test]
+fn a_busy_port_is_one_clear_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = run_with_input(
+        env!("CARGO_BIN_EXE_servercall"),
+        &["--listen", &address],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "servercall: cannot listen on {address}: the address is already in use."
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn no_server_is_one_clear_line() {
+    // A port that was just free: bind, note it, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run_with_input(
+        env!("CARGO_BIN_EXE_clientcall"),
+        &["--server", &format!("127.0.0.1:{port}")],
+        "haii\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "clientcall: cannot connect to 127.0.0.1:{port}: connection refused. Is servercall \
+             running there? Start it with `cargo run --bin servercall`, or point --server at \
+             it.\n"
+        )
+    );
+}
+
+#[test]
+fn bad_options_are_explained() {
+    let output = run_with_input(
+        env!("CARGO_BIN_EXE_servercall"),
+        &["--max-clients", "0"],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "servercall: --max-clients wants a whole number of at least 1, got `0`. Try \
+         `servercall --help`.\n"
+    );
+    let output = run_with_input(env!("CARGO_BIN_EXE_clientcall"), &["--help"], "");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--no-reader"));
+}
+
+/// A server that is full turns the extra client away in words.
+#[test]
+fn a_full_server_says_so() {
+    let (mut server, port) = Program::servercall(&["--max-clients", "1"]);
+    let mut first = Program::clientcall(port, &[]);
+    server.wait_for("client-1 registered");
+    let second = run_with_input(
+        env!("CARGO_BIN_EXE_clientcall"),
+        &["--server", &format!("127.0.0.1:{port}")],
+        "haii\n",
+    );
+    assert_eq!(second.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stderr),
+        "clientcall: the server said: server full\n"
+    );
+    server.wait_for("refused: server full (1 clients)");
+    first.type_line("still here");
+    first.wait_for("Processing still here");
+}
