@@ -23,7 +23,7 @@
 //! The socket's write half (both threads send lines), the [`Screen`] (both print), and a flag that
 //! says the user is leaving. Events from the reader to the main thread go through a channel.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,6 +102,17 @@ impl Screen {
         let _ = write!(out, "{prompt}");
         let _ = out.flush();
         *showing = Some(prompt);
+    }
+
+    /// The keyboard has nothing more to say. After a typed `bye` a terminal has echoed the Enter
+    /// key; at the end of input (Ctrl-D, or the end of a script) the cursor still stands after
+    /// the prompt, and the shell's own prompt would follow on that line.
+    fn input_ended(&self, typed_bye: bool) {
+        if !typed_bye || !io::stdin().is_terminal() {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out);
+            let _ = out.flush();
+        }
     }
 
     /// The user pressed Enter: no prompt is on display any more.
@@ -230,59 +241,35 @@ fn with_reader_thread(
             .line(&format!("Server connection failed: {error}"));
         return false;
     }
-    let (events, from_reader) = mpsc::channel();
+    let (heard, from_reader) = mpsc::channel();
     let reader_session = Arc::clone(session);
-    thread::spawn(move || read_upcalls(&reader_session, &mut reader, &events));
+    thread::spawn(move || read_upcalls(&reader_session, &mut reader, &heard));
 
-    let mut prompt = "Enter message: ";
-    session.screen.prompt(prompt);
-    for line in keyboard.lines() {
-        session.screen.prompt_answered();
-        let Ok(line) = line else { break };
-        if line.trim().eq_ignore_ascii_case("bye") {
-            break;
-        }
-        if !line.is_empty() {
-            // Events left over from earlier (a broadcast, a late upcall) are not an answer to
-            // this message.
-            while let Ok(event) = from_reader.try_recv() {
-                if let Heard::Closed = event {
-                    return connection_lost(session);
-                }
-            }
-            match send_message(session, &line) {
-                Sent::Yes(expected) => {
-                    if !wait_for_upcall(session, &from_reader, &expected) {
-                        return connection_lost(session);
-                    }
-                    prompt = "Enter another message: ";
-                }
-                Sent::Refused => {}
-                Sent::ConnectionLost => return connection_lost(session),
+    let stayed_connected = keyboard_loop(session, keyboard, |expected| {
+        wait_for_upcall(session, &from_reader, expected)
+    });
+    if stayed_connected {
+        // The reader thread sees the server's BYE and the close; wait for that (bounded).
+        let deadline = Instant::now() + WAIT;
+        while let Ok(heard) =
+            from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if let Heard::Closed = heard {
+                break;
             }
         }
-        session.screen.prompt(prompt);
     }
-    session.screen.prompt_answered();
-    say_bye(session);
-    // The reader thread sees the server's BYE and the close; wait for it (bounded).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Heard::Closed) | Err(_) => return true,
-            Ok(_) => {}
-        }
-    }
+    stayed_connected
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
-fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &Sender<Heard>) {
+fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, heard: &Sender<Heard>) {
     loop {
         match reader.read_message() {
             Ok(Some(message)) => {
-                if let Some(event) = session.handle(message) {
-                    // The main thread may have finished already; then nobody needs the event.
-                    let _ = events.send(event);
+                if let Some(news) = session.handle(message) {
+                    // The main thread may have finished already; then nobody needs the news.
+                    let _ = heard.send(news);
                 }
             }
             Err(Error::Protocol(error)) => session.ignore_bad_line(error),
@@ -290,7 +277,7 @@ fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, events: &
         }
     }
     if session.leaving.load(Ordering::SeqCst) {
-        let _ = events.send(Heard::Closed);
+        let _ = heard.send(Heard::Closed);
     } else {
         // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
         // the user to press Enter before saying the server is gone would be worse. So the news
@@ -307,36 +294,53 @@ fn without_reader_thread(
     mut reader: LineReader<TcpStream>,
     keyboard: impl BufRead,
 ) -> bool {
+    let stayed_connected = keyboard_loop(session, keyboard, |expected| {
+        // Now, and only now, the socket is read: upcalls that queued up while the user was
+        // typing are answered late, then comes the one this message caused.
+        read_until(session, &mut reader, |heard| match heard {
+            Heard::OnEvent(text) => text == expected,
+            Heard::ServerError | Heard::Closed => true,
+        })
+    });
+    if stayed_connected {
+        read_until(session, &mut reader, |heard| matches!(heard, Heard::Closed));
+    }
+    stayed_connected
+}
+
+/// The keyboard side, the same with or without a reader thread: show the prompt, read a line,
+/// send it as `MSG` and let `wait_for_upcall` wait for the upcall it causes; until `bye` or the end
+/// of input, which send `BYE`. False if the connection was lost.
+fn keyboard_loop(
+    session: &Session,
+    keyboard: impl BufRead,
+    mut wait_for_upcall: impl FnMut(&str) -> bool,
+) -> bool {
     let mut prompt = "Enter message: ";
+    let mut typed_bye = false;
     session.screen.prompt(prompt);
     for line in keyboard.lines() {
         session.screen.prompt_answered();
         let Ok(line) = line else { break };
         if line.trim().eq_ignore_ascii_case("bye") {
+            typed_bye = true;
             break;
         }
+        // An empty line sends nothing: the prompt simply comes again.
         if !line.is_empty() {
             match send_message(session, &line) {
-                Sent::Yes(expected) => {
-                    // Now, and only now, the socket is read: upcalls that queued up while the user
-                    // was typing are answered late, then comes the one this message caused.
-                    if !read_until(session, &mut reader, |event| match event {
-                        Heard::OnEvent(text) => *text == expected,
-                        Heard::ServerError | Heard::Closed => true,
-                    }) {
-                        return connection_lost(session);
-                    }
+                Sent::Yes(expected) if wait_for_upcall(&expected) => {
                     prompt = "Enter another message: ";
                 }
+                Sent::Yes(_) | Sent::ConnectionLost => return connection_lost(session),
                 Sent::Refused => {}
-                Sent::ConnectionLost => return connection_lost(session),
             }
         }
         session.screen.prompt(prompt);
     }
-    session.screen.prompt_answered();
-    say_bye(session);
-    read_until(session, &mut reader, |event| matches!(event, Heard::Closed));
+    session.screen.input_ended(typed_bye);
+    session.leaving.store(true, Ordering::SeqCst);
+    let _ = session.send(&Message::Bye);
     true
 }
 
@@ -401,12 +405,14 @@ fn send_message(session: &Session, text: &str) -> Sent {
 
 /// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
 /// next prompt. False if the connection closed meanwhile.
-fn wait_for_upcall(session: &Session, events: &Receiver<Heard>, expected: &str) -> bool {
+fn wait_for_upcall(session: &Session, from_reader: &Receiver<Heard>, expected: &str) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
-        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        match from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Heard::OnEvent(text)) if text == expected => return true,
-            Ok(Heard::OnEvent(_)) => {} // another client's message, already printed
+            // Another client's message or a broadcast (already printed), or news from before
+            // this message was sent: not the answer we wait for.
+            Ok(Heard::OnEvent(_)) => {}
             Ok(Heard::ServerError) => return true,
             Ok(Heard::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
             Err(RecvTimeoutError::Timeout) => {
@@ -415,11 +421,6 @@ fn wait_for_upcall(session: &Session, events: &Receiver<Heard>, expected: &str) 
             }
         }
     }
-}
-
-fn say_bye(session: &Session) {
-    session.leaving.store(true, Ordering::SeqCst);
-    let _ = session.send(&Message::Bye);
 }
 
 fn connection_lost(session: &Session) -> bool {

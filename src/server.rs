@@ -690,10 +690,14 @@ impl Client {
             id
         };
         // Logged before the line leaves, so the log can never show the answer before the call.
-        server.log(format_args!(
-            "Upcall {id} to {}: {callback}({argument:?})",
-            self.name
-        ));
+        if argument.is_empty() {
+            server.log(format_args!("Upcall {id} to {}: {callback}()", self.name));
+        } else {
+            server.log(format_args!(
+                "Upcall {id} to {}: {callback}({argument:?})",
+                self.name
+            ));
+        }
         let message = Message::Upcall {
             id,
             callback: callback.to_string(),

@@ -1,0 +1,167 @@
+//! Running `servercall` and `clientcall` as real processes under test: start them with piped
+//! stdin, type into them, and wait (boundedly) for what they print. Shared by the test files that
+//! check the programs and the README's sample output.
+
+#![allow(dead_code)] // each test file uses its own part of this harness
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A program running under test, whose output is collected as it comes.
+pub struct Program {
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+    /// Where the next `wait_for` starts looking, so one line is not matched twice.
+    pub seen: usize,
+}
+
+impl Program {
+    pub fn start(binary: &str, args: &[&str]) -> Program {
+        let mut child = Command::new(binary)
+            .args(args)
+            // The tests decide the address; an UPCALL_* variable in the developer's shell must
+            // not change what they see.
+            .env_remove("UPCALL_LISTEN")
+            .env_remove("UPCALL_SERVER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        // Prompts end without a newline, so collect bytes, not lines.
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    output.lock().unwrap().push_str(&text);
+                }
+            });
+        }
+        Program {
+            stdin: child.stdin.take(),
+            child,
+            output,
+            seen: 0,
+        }
+    }
+
+    pub fn servercall(args: &[&str]) -> (Program, u16) {
+        let mut args = args.to_vec();
+        args.extend(["--listen", "127.0.0.1:0"]);
+        let mut server = Program::start(env!("CARGO_BIN_EXE_servercall"), &args);
+        let first = server.wait_for("(upcall/1)");
+        let port = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        (server, port)
+    }
+
+    pub fn clientcall(port: u16, args: &[&str]) -> Program {
+        let server = format!("127.0.0.1:{port}");
+        let mut all = vec!["--server", &server];
+        all.extend(args);
+        let mut client = Program::start(env!("CARGO_BIN_EXE_clientcall"), &all);
+        client.wait_for("Enter message: ");
+        client
+    }
+
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("the program reads its stdin");
+    }
+
+    /// Waits until the output (after what earlier waits matched) contains `text`; returns the
+    /// whole line it is on.
+    pub fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            {
+                let output = self.output.lock().unwrap();
+                if let Some(at) = output[self.seen..].find(text) {
+                    let at = self.seen + at;
+                    let start = output[..at].rfind('\n').map_or(0, |i| i + 1);
+                    let end = output[at..].find('\n').map_or(output.len(), |i| at + i);
+                    self.seen = at + text.len();
+                    return output[start..end].to_string();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no {text:?} within {PATIENCE:?}; output:\n{}", self.text());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Closes stdin and waits for the exit (bounded); returns the status and everything printed.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the output threads drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                return (status, self.text());
+            }
+            if Instant::now() > deadline {
+                panic!("the program did not exit; output:\n{}", self.text());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // Only our own child, by its handle: a failed test leaves no process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a program to the end with all of its stdin given at once.
+pub fn run_with_input(binary: &str, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env_remove("UPCALL_LISTEN")
+        .env_remove("UPCALL_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // A program that exits early (cannot connect, say) may never read its input: a broken pipe
+    // here is not the test's concern, the program's output and exit status are.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || done.send(child.wait_with_output()));
+    wait_bounded(&result)
+}
+
+fn wait_bounded<T>(result: &Receiver<std::io::Result<T>>) -> T {
+    result
+        .recv_timeout(PATIENCE)
+        .expect("the program finished in time")
+        .expect("the program ran")
+}
