@@ -7,8 +7,9 @@
 mod process;
 
 use std::net::TcpListener;
+use std::thread;
 
-use process::{run_with_input, Program};
+use process::{run_with_input, Program, PATIENCE};
 
 /// The old lab's session, typed into the real `clientcall`: each upcall is printed before the
 /// next prompt, and `bye` ends it with exit status 0.
@@ -225,4 +226,50 @@ fn a_full_server_says_so() {
     server.wait_for("refused: server full (1 clients)");
     first.type_line("still here");
     first.wait_for("Processing still here");
+}
+
+/// A misbehaving server (garbage, a callback the client does not have, client-only verbs) is
+/// reported, not obeyed, and the client keeps working.
+#[test]
+fn the_client_survives_a_misbehaving_server() {
+    use std::io::{BufRead, BufReader, Write};
+
+    // The "server" is this test, speaking raw bytes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.write_all(b"WELCOME client-1 upcall/1\n").unwrap();
+        socket
+    });
+    let mut client = Program::clientcall(port, &[]);
+    let mut socket = accepted.join().unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut from_client = BufReader::new(socket.try_clone().unwrap());
+    let mut expect = |line: &str| {
+        let mut got = String::new();
+        from_client.read_line(&mut got).unwrap();
+        assert_eq!(got, format!("{line}\n"));
+    };
+    expect("REGISTER on_event");
+    expect("REGISTER uppercase");
+    expect("REGISTER hostname");
+    socket
+        .write_all(b"GARBAGE here\nMSG \xff\xfe\nUPCALL 7 format_disk c\nRETURN 1 x\n")
+        .unwrap();
+    socket.write_all(b"UPCALL 8 uppercase hi\n").unwrap();
+    expect("FAIL 7 unknown callback format_disk");
+    expect("RETURN 8 HI");
+    client.wait_for("Ignoring a line from the server: unknown verb");
+    client.wait_for("Ignoring a line from the server: line is not valid UTF-8.");
+    client.wait_for("Ignoring RETURN from the server: it is not a server's line.");
+
+    // Still a working client: a message goes out, its upcall comes back and is printed.
+    client.type_line("still fine");
+    expect("MSG still fine");
+    socket
+        .write_all(b"UPCALL 9 on_event Upcall event: Processing still fine\n")
+        .unwrap();
+    expect("RETURN 9 ok");
+    client.wait_for("Received upcall from server: Upcall event: Processing still fine");
 }
