@@ -344,7 +344,7 @@ fn keyboard_loop(
     true
 }
 
-/// Reads and handles lines until `done` says an event is the one we wait for, or [`WAIT`] passes.
+/// Reads and handles lines until `done` says what was heard is what we wait for, or [`WAIT`] passes.
 /// False if the connection was lost (and we were not leaving).
 fn read_until(
     session: &Session,
@@ -358,18 +358,18 @@ fn read_until(
             session.screen.line("No upcall from the server within 5 s.");
             return true;
         }
-        let event = match reader.read_message() {
+        let heard = match reader.read_message() {
             Ok(Some(message)) => session.handle(message),
             Err(Error::Protocol(error)) => {
                 session.ignore_bad_line(error);
                 None
             }
-            Err(Error::Io(error)) if is_timeout(&error) => continue,
+            Err(error) if error.is_timeout() => continue,
             Ok(None) | Err(Error::Io(_)) => Some(Heard::Closed),
         };
-        match event {
+        match heard {
             Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return false,
-            Some(event) if done(&event) => return true,
+            Some(heard) if done(&heard) => return true,
             _ => {}
         }
     }
@@ -488,13 +488,6 @@ impl Session {
         self.screen
             .line(&format!("Ignoring a line from the server: {error}."));
     }
-}
-
-fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// `upcall-server` means `upcall-server:4141`.

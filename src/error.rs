@@ -26,6 +26,18 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// A write (or read) that gave up after its timeout: the peer stopped reading (or talking).
+    /// Linux reports it as `WouldBlock` ("Resource temporarily unavailable"), other systems as
+    /// `TimedOut`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Io(error) if matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ))
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {

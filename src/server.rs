@@ -711,7 +711,15 @@ impl Client {
             if let Error::Io(_) = error {
                 drop(state);
                 self.hang_up();
-                server.log(format_args!("Upcall {id} to {} failed: {error}", self.name));
+                if error.is_timeout() {
+                    server.log(format_args!(
+                        "{} stopped reading: dropped after the {} write timeout",
+                        self.name,
+                        seconds(server.shared.config.write_timeout)
+                    ));
+                } else {
+                    server.log(format_args!("Upcall {id} to {} failed: {error}", self.name));
+                }
                 return Err(Outcome::Disconnected);
             }
             // Nothing was written: give the id back, so ids on the wire have no gaps.
