@@ -53,7 +53,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -188,10 +188,10 @@ struct Client {
     /// client (its own thread answering `REGISTER`, another client's thread passing on a `MSG`,
     /// the console calling), and each line must leave whole. Held for the one `write_all` of one
     /// line (at most the write timeout), never while waiting for an answer.
-    writer: Mutex<LineWriter<TcpStream>>,
-    /// Another handle to the same socket, used only to shut it down. It needs no lock: a shutdown
-    /// is safe from any thread, and must work even while a stuck writer holds `writer`.
-    socket: TcpStream,
+    writer: Mutex<LineWriter<SharedSocket>>,
+    /// The same socket (see [`SharedSocket`]), used here only to shut it down. It needs no lock: a
+    /// shutdown is safe from any thread, and must work even while a stuck writer holds `writer`.
+    socket: Arc<TcpStream>,
     /// Lock: guards the client's callbacks and its pending upcalls. Held for a few map operations,
     /// never across I/O.
     state: Mutex<ClientState>,
@@ -288,12 +288,16 @@ impl Server {
         // a 40-byte line. We write whole lines only, so sending each at once costs nothing.
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(config.write_timeout))?;
+        let socket = Arc::new(stream);
         let client = Arc::new(Client {
             number,
             name: format!("client-{number}"),
             address,
-            writer: Mutex::new(LineWriter::new(stream.try_clone()?, config.max_line)),
-            socket: stream.try_clone()?,
+            writer: Mutex::new(LineWriter::new(
+                SharedSocket(socket.clone()),
+                config.max_line,
+            )),
+            socket: socket.clone(),
             state: Mutex::new(ClientState {
                 callbacks: BTreeSet::new(),
                 next_upcall_id: 1,
@@ -301,7 +305,7 @@ impl Server {
                 gone: false,
             }),
         });
-        let reader = LineReader::new(stream, config.max_line);
+        let reader = LineReader::new(SharedSocket(socket), config.max_line);
         lock(&self.shared.clients).insert(number, client.clone());
 
         let server = self.clone();
@@ -323,7 +327,7 @@ impl Server {
 
     /// The life of one connection, on its own thread: greet, then read and answer line by line
     /// until the client leaves. Whatever happens here ends this connection at worst.
-    fn serve_client(&self, client: &Client, mut reader: LineReader<TcpStream>) {
+    fn serve_client(&self, client: &Client, mut reader: LineReader<SharedSocket>) {
         self.log(format_args!(
             "Connection from: {} ({})",
             client.address, client.name
@@ -397,9 +401,10 @@ impl Server {
         let says = format!("Upcall event: {} says {text}", sender.name);
         for other in self.snapshot() {
             if other.number != sender.number && other.has_callback(ON_EVENT) {
-                // A failure here concerns `other` only: it is logged by `upcall`, and the sender
-                // is not told (it did nothing wrong).
-                let _ = other.upcall(self, ON_EVENT, &says, None);
+                // A failure here concerns `other` only: it goes to the log, not to the sender.
+                if let Err(Outcome::NotSent(reason)) = other.upcall(self, ON_EVENT, &says, None) {
+                    self.log(format_args!("Upcall to {} not sent: {reason}", other.name));
+                }
             }
         }
     }
@@ -703,13 +708,26 @@ impl Client {
             callback: callback.to_string(),
             argument: argument.to_string(),
         };
-        let sent = writer.send(&message);
-        drop(writer);
-        if let Err(error) = sent {
-            let mut state = lock(&self.state);
-            state.pending.remove(&id);
-            if let Error::Io(_) = error {
-                drop(state);
+        match writer.send(&message) {
+            Ok(()) => Ok(id),
+            Err(Error::Protocol(error)) => {
+                // Nothing was written. The id goes back while `writer` is still held, so that no
+                // other upcall can take the next id in between: ids on the wire have no gaps
+                // and never repeat.
+                let mut state = lock(&self.state);
+                state.pending.remove(&id);
+                state.next_upcall_id = id;
+                not_sent(match error {
+                    ProtocolError::LineTooLong => format!(
+                        "{error}: the upcall line would be over the {}-byte limit",
+                        server.shared.config.max_line
+                    ),
+                    _ => error.to_string(),
+                })
+            }
+            Err(error) => {
+                drop(writer);
+                lock(&self.state).pending.remove(&id);
                 self.hang_up();
                 if error.is_timeout() {
                     server.log(format_args!(
@@ -720,13 +738,9 @@ impl Client {
                 } else {
                     server.log(format_args!("Upcall {id} to {} failed: {error}", self.name));
                 }
-                return Err(Outcome::Disconnected);
+                Err(Outcome::Disconnected)
             }
-            // Nothing was written: give the id back, so ids on the wire have no gaps.
-            state.next_upcall_id = id;
-            return not_sent(format!("{error}: the upcall line would be over the limit"));
         }
-        Ok(id)
     }
 
     fn has_callback(&self, callback: &str) -> bool {
@@ -737,6 +751,31 @@ impl Client {
     /// up with end-of-file and cleans up; a writer blocked on a full socket wakes with an error.
     fn hang_up(&self) {
         let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// A client's socket, shared by its reader, its writer and [`Client::hang_up`].
+///
+/// Why not three `try_clone`s? Each clone is one more file descriptor, and a process may open only
+/// so many (20,000 on the lab machine): with three per client, `servercall` was full at 6,664
+/// clients. Reading and writing need no handle of their own (`&TcpStream` does both: the socket's
+/// state is in the kernel), so one descriptor behind an `Arc` serves all three, and it is closed
+/// when the last of them is dropped, as before.
+struct SharedSocket(Arc<TcpStream>);
+
+impl Read for SharedSocket {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buffer)
+    }
+}
+
+impl Write for SharedSocket {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
     }
 }
 
