@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# compose/lab-check.sh - run the upcall Docker lab end to end, as a student would, and check it.
+#
+# Needs: root, dockerd running, `docker compose`, tcpdump, ip (.ci/docker-setup.sh sets all
+# that up; .ci/run calls it first). Run from anywhere: it works from the repository root.
+#
+# The steps are the lab sheet's, with the same commands:
+#   1. docker compose -f compose/upcall.yml up -d            both containers run (built first)
+#   2. tcpdump -nvi br-upcall -w FILE -Z root                capture on the lab bridge
+#   3. docker compose ... exec -T upcall-server servercall    the server, console on a FIFO
+#   4. printf 'haii\nhalo\nbye\n' | docker compose ... exec -T upcall-client clientcall
+#   5. a second client; nc typing the protocol by hand; console `call client-2 hostname`, `quit`
+#   6. the capture holds the upcall/1 conversation between 172.28.0.20 and 172.28.0.10:4141
+#   7. ip a show br-upcall                                    the host's side is 172.28.0.1
+#   8. docker compose -f compose/upcall.yml down             nothing is left behind
+#
+# Every wait is bounded, so it never hangs. Whatever happens, an EXIT trap stops the tcpdump
+# it started (by PID) and runs `docker compose down`; on failure it says which step failed
+# and prints the server log and the client transcripts.
+#
+# Output files go to target/lab-check/ (or $UPCALL_LAB_OUT): server.log, client-1.txt,
+# client-2.txt, upcall.pcap, tcpdump.log, ip-a.txt. UPCALL_LAB_VERBOSE=1 prints them at the end.
+set -uo pipefail
+
+# /usr/bin first: the docker client that came with the daemon (see .ci/docker-setup.sh).
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:${PATH}"
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+COMPOSE=(docker compose -f compose/upcall.yml)
+OUT="${UPCALL_LAB_OUT:-$ROOT/target/lab-check}"
+PCAP="$OUT/upcall.pcap"
+SERVER_LOG="$OUT/server.log"
+CLIENT1="$OUT/client-1.txt"
+CLIENT2="$OUT/client-2.txt"
+NC_LOG="$OUT/nc-session.txt"
+SERVER_IP=172.28.0.10
+CLIENT_IP=172.28.0.20
+GATEWAY=172.28.0.1
+PORT=4141
+
+passed=0
+failed=0
+current="0. preparing"
+tcpdump_pid=""
+server_pid=""
+client2_pid=""
+compose_started=no   # the trap runs `compose down` only once the run got that far
+started=$(date +%s)
+
+elapsed() { echo "$(( $(date +%s) - started ))s"; }
+step() { current="$*"; printf '\nlab-check: == step %s  [%s]\n' "$*" "$(elapsed)"; }
+ok() { passed=$((passed + 1)); printf 'lab-check:   ok   %s\n' "$*"; }
+# A failed check ends the run: every later step builds on the ones before it.
+fail() {
+    failed=$((failed + 1))
+    printf 'lab-check:   FAIL %s\n' "$*" >&2
+    exit 1
+}
+check() { # check "what" command...: passes if the command succeeds
+    local what=$1; shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+# wait_for FILE TEXT SECONDS: until FILE contains TEXT (a fixed string), at most SECONDS.
+wait_for() {
+    local file=$1 text=$2 deadline=$(( $(date +%s) + $3 ))
+    until grep -qF -- "$text" "$file" 2>/dev/null; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+# wait_for_re FILE REGEX SECONDS: the same with an extended regular expression.
+wait_for_re() {
+    local file=$1 re=$2 deadline=$(( $(date +%s) + $3 ))
+    until grep -qE -- "$re" "$file" 2>/dev/null; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+# wait_exit PID SECONDS: until the background job PID ends, at most SECONDS; then its exit
+# status is in $exit_status (wait alone could block forever).
+wait_exit() {
+    local pid=$1 deadline=$(( $(date +%s) + $2 ))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then exit_status=timeout; return 1; fi
+        sleep 0.2
+    done
+    wait "$pid"; exit_status=$?
+    return 0
+}
+show() { # show FILE: a file's text, indented, for the failure report and verbose mode
+    printf -- '---- %s\n' "$1"
+    if [ -s "$1" ]; then tr '\r' '\n' <"$1" | sed 's/^/    /'; else echo '    (empty or missing)'; fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    exec 3>&- 4>&-
+    # Our own background processes, by the PIDs we recorded (never by name).
+    if [ -n "$tcpdump_pid" ] && kill -0 "$tcpdump_pid" 2>/dev/null; then
+        kill -INT "$tcpdump_pid" 2>/dev/null; wait_exit "$tcpdump_pid" 10 || kill -KILL "$tcpdump_pid" 2>/dev/null
+    fi
+    for pid in $client2_pid $server_pid; do
+        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    done
+    if [ "$compose_started" = yes ]; then
+        timeout 120 "${COMPOSE[@]}" down --remove-orphans >"$OUT/down-trap.log" 2>&1 \
+            || printf "lab-check: WARNING: 'docker compose down' in the exit trap failed, see %s\n" "$OUT/down-trap.log" >&2
+    fi
+    if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+        [ "$failed" -ne 0 ] || failed=1   # stopped by a signal or an unexpected error
+        {
+            printf '\nlab-check: FAILED in step %s (exit %s)\n' "$current" "$rc"
+            case "$current" in
+                0.*) ;;   # nothing ran yet: the message above says what is missing
+                1.*) echo "---- last lines of $OUT/up.log"; tail -n 30 "$OUT/up.log" ;;
+                *)   show "$SERVER_LOG"; show "$CLIENT1"; show "$CLIENT2"
+                     [ -s "$OUT/tcpdump.log" ] && show "$OUT/tcpdump.log" ;;
+            esac
+        } >&2
+        rc=1
+    elif [ "${UPCALL_LAB_VERBOSE:-0}" = 1 ]; then
+        show "$OUT/ip-a.txt"; show "$CLIENT1"; show "$CLIENT2"; show "$SERVER_LOG"
+    fi
+    printf '\nlab-check: files in %s (%s)\n' "$OUT" "$(elapsed)"
+    printf 'lab-check: %d passed, %d failed\n' "$passed" "$failed"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- 0. preparing
+mkdir -p "$OUT" || exit 2
+# Only the files of an earlier run (not `rm -rf "$OUT"`: $UPCALL_LAB_OUT may be any folder).
+rm -f "$OUT"/{upcall.pcap,capture.txt,server.log,client-1.txt,client-2.txt,nc-session.txt,console.fifo,client-2.fifo} \
+      "$OUT"/{tcpdump.log,ip-a.txt,up.log,down.log,down-before.log,down-trap.log}
+[ "$(id -u)" -eq 0 ] || { echo "lab-check: run me as root (tcpdump on the bridge)" >&2; exit 2; }
+for tool in docker tcpdump ip timeout mkfifo; do
+    command -v "$tool" >/dev/null || { echo "lab-check: $tool is missing: run .ci/docker-setup.sh first" >&2; exit 2; }
+done
+timeout 20 docker info >/dev/null 2>&1 || { echo "lab-check: dockerd does not answer: run .ci/docker-setup.sh first" >&2; exit 2; }
+timeout 20 docker compose version >/dev/null 2>&1 || { echo "lab-check: no 'docker compose': run .ci/docker-setup.sh first" >&2; exit 2; }
+# A clean slate: a run that was killed before its trap ran may have left containers behind.
+timeout 120 "${COMPOSE[@]}" down --remove-orphans >"$OUT/down-before.log" 2>&1 \
+    || { echo "lab-check: 'docker compose down' before the run failed:" >&2; cat "$OUT/down-before.log" >&2; exit 1; }
+
+# ---------------------------------------------------------------- 1. up
+step "1. docker compose -f compose/upcall.yml up -d"
+compose_started=yes
+# `build` first: Docker keeps images between runs, and a plain `up -d` would happily start an
+# image built from older sources. The layer cache makes this a second or two when nothing
+# changed. Then the students' own command, literally. (Only upcall-server has a build:
+# section, so the image is built once.)
+if timeout 900 "${COMPOSE[@]}" build >"$OUT/up.log" 2>&1 \
+    && timeout 300 "${COMPOSE[@]}" up -d >>"$OUT/up.log" 2>&1; then
+    ok "compose up -d (image upcall-lab:latest, $(elapsed))"
+else
+    fail "compose up -d failed (see $OUT/up.log)"
+fi
+for name in upcall-server upcall-client; do
+    check "container $name is running" \
+        test "$(timeout 20 docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true
+done
+
+# ---------------------------------------------------------------- 2. tcpdump
+step "2. tcpdump -nvi br-upcall -w $PCAP -Z root"
+# Started straight from this shell (not `cd dir && tcpdump &`, whose $! would be a subshell),
+# so $! is tcpdump's own PID and we can stop it by PID. -Z root: Debian's tcpdump otherwise
+# drops to the user tcpdump, who may not write to $OUT. --immediate-mode and -U hand each
+# packet over and write it at once: without them the last second of traffic can still sit in
+# the kernel's buffer when tcpdump is stopped, and is lost.
+tcpdump -nvi br-upcall -w "$PCAP" -Z root -U --immediate-mode 2>"$OUT/tcpdump.log" &
+tcpdump_pid=$!
+if wait_for "$OUT/tcpdump.log" "listening on br-upcall" 15; then
+    ok "tcpdump (PID $tcpdump_pid) is listening on br-upcall"
+else
+    fail "tcpdump did not start listening on br-upcall within 15s"
+fi
+
+# ---------------------------------------------------------------- 3. server
+step "3. docker compose -f compose/upcall.yml exec -T upcall-server servercall (console on a FIFO)"
+mkfifo "$OUT/console.fifo" "$OUT/client-2.fifo"
+# The console: fd 3 is opened read-write, which never blocks, and holds the FIFO open so the
+# server sees no end of input until we close it. `timeout` bounds the whole server run.
+exec 3<>"$OUT/console.fifo"
+timeout 180 "${COMPOSE[@]}" exec -T upcall-server servercall <"$OUT/console.fifo" >"$SERVER_LOG" 2>&1 &
+server_pid=$!
+if wait_for "$SERVER_LOG" "servercall listening on 0.0.0.0:$PORT (upcall/1)" 30; then
+    ok "server says: servercall listening on 0.0.0.0:$PORT (upcall/1)"
+else
+    fail "server did not say 'servercall listening on 0.0.0.0:$PORT (upcall/1)' within 30s"
+fi
+
+# ---------------------------------------------------------------- 4. first client
+step "4. printf 'haii\\nhalo\\nbye\\n' | docker compose -f compose/upcall.yml exec -T upcall-client clientcall"
+printf 'haii\nhalo\nbye\n' | timeout 60 "${COMPOSE[@]}" exec -T upcall-client clientcall >"$CLIENT1" 2>&1
+status=$?
+check "client exits 0 (got $status)" test "$status" -eq 0
+for word in haii halo; do
+    check "client printed: Received upcall from server: Upcall event: Processing $word" \
+        grep -qF "Received upcall from server: Upcall event: Processing $word" "$CLIENT1"
+done
+check "server logged: Connection from: $CLIENT_IP:<port> (client-1)" \
+    wait_for_re "$SERVER_LOG" "Connection from: $CLIENT_IP:[0-9]+ \(client-1\)" 10
+check "server logged: Received from client-1: haii" wait_for "$SERVER_LOG" "Received from client-1: haii" 10
+check "server logged: client-1 returned for upcall 1: ok" wait_for "$SERVER_LOG" "client-1 returned for upcall 1: ok" 10
+
+# ---------------------------------------------------------------- 5. console call
+step "5. a second client; console: list, call client-2 hostname, quit"
+client_hostname=$(timeout 20 "${COMPOSE[@]}" exec -T upcall-client hostname 2>/dev/null | tr -d '\r\n')
+check "upcall-client's hostname is '$client_hostname'" test -n "$client_hostname"
+# The second client's stdin is another FIFO held open on fd 4: it stays connected until we
+# write `bye`, however long the console call takes.
+exec 4<>"$OUT/client-2.fifo"
+timeout 120 "${COMPOSE[@]}" exec -T upcall-client clientcall <"$OUT/client-2.fifo" >"$CLIENT2" 2>&1 &
+client2_pid=$!
+check "server logged: Connection from: $CLIENT_IP:<port> (client-2)" \
+    wait_for_re "$SERVER_LOG" "Connection from: $CLIENT_IP:[0-9]+ \(client-2\)" 20
+# A student typing the protocol by hand: nc in the client container. Its message reaches
+# client-2 as an upcall ("client-3 says ..."); nc never answers its own upcall, and BYE closes.
+printf 'REGISTER on_event\nMSG typed by hand\nBYE\n' \
+    | timeout 30 "${COMPOSE[@]}" exec -T upcall-client nc upcall-server 4141 >"$NC_LOG" 2>&1
+for line in "WELCOME client-3 upcall/1" "REGISTERED on_event" \
+            "UPCALL 1 on_event Upcall event: Processing typed by hand" "BYE"; do
+    check "nc session got: $line" grep -qxF -- "$line" "$NC_LOG"
+done
+check "client-2 printed: Received upcall from server: Upcall event: client-3 says typed by hand" \
+    wait_for "$CLIENT2" "Received upcall from server: Upcall event: client-3 says typed by hand" 10
+# The client registers its callbacks right after WELCOME; `list` shows them.
+echo "list" >&3
+check "console list shows client-2 at $CLIENT_IP with callback hostname" \
+    wait_for_re "$SERVER_LOG" "^client-2 +$CLIENT_IP:[0-9]+ +.*hostname" 10
+echo "call client-2 hostname" >&3
+check "server printed: client-2 returned: $client_hostname" \
+    wait_for "$SERVER_LOG" "client-2 returned: $client_hostname" 20
+echo "bye" >&4
+if wait_exit "$client2_pid" 20; then
+    check "second client exits 0 (got $exit_status)" test "$exit_status" -eq 0
+else
+    fail "second client did not exit within 20s of 'bye'"
+fi
+client2_pid=""
+exec 4>&-
+echo "quit" >&3
+if wait_exit "$server_pid" 20; then
+    check "server exits 0 after quit (got $exit_status)" test "$exit_status" -eq 0
+else
+    fail "server did not exit within 20s of 'quit'"
+fi
+server_pid=""
+exec 3>&-
+
+# ---------------------------------------------------------------- 6. the capture
+step "6. stop tcpdump; the capture holds the upcall/1 conversation"
+kill -INT "$tcpdump_pid"
+if wait_exit "$tcpdump_pid" 10; then ok "tcpdump (PID $tcpdump_pid) stopped"; else fail "tcpdump did not stop within 10s"; fi
+tcpdump_pid=""
+packets=$(timeout 30 tcpdump -nr "$PCAP" "tcp and host $CLIENT_IP and host $SERVER_IP and port $PORT" 2>/dev/null | wc -l)
+check "capture has $packets TCP packets between $CLIENT_IP and $SERVER_IP:$PORT" test "$packets" -gt 0
+timeout 30 tcpdump -r "$PCAP" -A "tcp port $PORT" >"$OUT/capture.txt" 2>/dev/null
+for line in "WELCOME client-1 upcall/1" "REGISTER on_event" "REGISTERED on_event" "MSG haii" \
+            "UPCALL 1 on_event Upcall event: Processing haii" "RETURN 1 ok" "BYE" \
+            "WELCOME client-2 upcall/1" "UPCALL 2 hostname" "RETURN 2 $client_hostname"; do
+    check "capture contains: $line" grep -qF -- "$line" "$OUT/capture.txt"
+done
+
+# ---------------------------------------------------------------- 7. the bridge
+step "7. ip a show br-upcall"
+ip a show br-upcall >"$OUT/ip-a.txt" 2>&1
+check "br-upcall has $GATEWAY/24" grep -qF "inet $GATEWAY/24" "$OUT/ip-a.txt"
+
+# ---------------------------------------------------------------- 8. down
+step "8. docker compose -f compose/upcall.yml down"
+if timeout 120 "${COMPOSE[@]}" down >"$OUT/down.log" 2>&1; then ok "compose down"; compose_started=no; else fail "compose down failed (see $OUT/down.log)"; fi
+left=$(timeout 20 docker ps -a --format '{{.Names}}' | grep -xE 'upcall-server|upcall-client')
+check "no container upcall-server or upcall-client is left" test -z "$left"
+check "no br-upcall link is left" test ! -e /sys/class/net/br-upcall
