@@ -270,6 +270,26 @@ step "7. ip a show br-upcall"
 ip a show br-upcall >"$OUT/ip-a.txt" 2>&1
 check "br-upcall has $GATEWAY/24" grep -qF "inet $GATEWAY/24" "$OUT/ip-a.txt"
 
+# ---------------------------------------------------------------- 7b. the README
+step "7b. the README's lab samples are this run's output"
+# readme_sample NAME: the fenced block after `<!-- sample: NAME -->` in README.md.
+readme_sample() {
+    awk -v marker="<!-- sample: $1 -->" '
+        $0 == marker { found = 1; next }
+        found && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' README.md
+}
+# Client ports, interface numbers and MAC addresses differ from run to run; nothing else may.
+normalise() { sed -E 's/(172\.28\.0\.[0-9]+):[0-9]+/\1:PORT/g; s/^[0-9]+: /N: /; s/ether [0-9a-f:]+/ether MAC/; s/fe80::[0-9a-f:]+/fe80::X/'; }
+check "README sample lab-client is client-1's transcript" \
+    diff <(readme_sample lab-client) "$CLIENT1"
+check "README sample lab-server is the start of the server's log" \
+    diff <(readme_sample lab-server | normalise) \
+         <(head -n "$(readme_sample lab-server | wc -l)" "$SERVER_LOG" | normalise)
+check "README sample lab-bridge is what ip a shows" \
+    diff <(readme_sample lab-bridge | normalise) \
+         <(head -n "$(readme_sample lab-bridge | wc -l)" "$OUT/ip-a.txt" | normalise)
+
 # ---------------------------------------------------------------- 8. down
 step "8. docker compose -f compose/upcall.yml down"
 if timeout 120 "${COMPOSE[@]}" down >"$OUT/down.log" 2>&1; then ok "compose down"; compose_started=no; else fail "compose down failed (see $OUT/down.log)"; fi

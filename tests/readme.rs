@@ -103,3 +103,35 @@ fn the_console_sample_is_real() {
     }
     assert_eq!(without_ports(&session), without_ports(&expected));
 }
+
+/// The commands of a Markdown text: every line of its fenced blocks that have no language tag
+/// (sample output is fenced as `text`).
+fn commands(markdown: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut inside = None;
+    for line in markdown.lines() {
+        match (&inside, line.strip_prefix("```")) {
+            (None, Some(tag)) => inside = Some(tag.is_empty()),
+            (Some(_), Some(_)) => inside = None,
+            (Some(true), None) if !line.trim().is_empty() => commands.push(line.to_string()),
+            _ => {}
+        }
+    }
+    commands.sort();
+    commands.dedup();
+    commands
+}
+
+/// The Indonesian lab guide and the README's lab section give the same commands, letter for
+/// letter: a translation must never change what a student types.
+#[test]
+fn the_indonesian_lab_guide_has_the_same_commands() {
+    let readme = readme();
+    let start = readme.find("\n## Lab").expect("README has a Lab section");
+    let end = start + 1 + readme[start + 1..].find("\n## ").unwrap();
+    let english = commands(&readme[start..end]);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.id.md");
+    let indonesian = commands(&std::fs::read_to_string(path).unwrap());
+    assert!(english.len() >= 8, "{english:?}");
+    assert_eq!(english, indonesian);
+}
