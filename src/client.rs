@@ -43,6 +43,9 @@ use crate::protocol::{Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT};
 /// server's `BYE`. Five seconds is the server's default upcall timeout too.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// What the user is told when the upcall a message should cause does not come.
+const NO_UPCALL: &str = "No upcall from the server within 5 s.";
+
 /// What the client can be told on its command line.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -134,6 +137,8 @@ enum Heard {
     OnEvent(String),
     /// The server rejected something with `ERR` (and it has been printed).
     ServerError,
+    /// The server acknowledged a `REGISTER`.
+    Registered(String),
     /// The connection is closed.
     Closed,
 }
@@ -216,15 +221,30 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
     session
         .screen
         .line(&format!("Connected to {server} as {client_id}."));
+    // One callback at a time, each acknowledged before the next: the client knows the server
+    // accepted it, and the conversation reads REGISTER, REGISTERED, REGISTER, REGISTERED in
+    // Wireshark, the same in every capture.
     for (name, _) in CALLBACKS {
+        let callback = name.to_string();
         session
             .send(&Message::Register {
-                callback: name.to_string(),
+                callback: callback.clone(),
             })
             .map_err(|error| format!("lost the connection to {server}: {error}"))?;
+        let acknowledged = read_until(&session, &mut reader, |heard| match heard {
+            Heard::Registered(registered) => *registered == callback,
+            Heard::ServerError | Heard::Closed => true,
+            Heard::OnEvent(_) => false,
+        });
+        match acknowledged {
+            Waited::Heard(Heard::Registered(_)) => {}
+            Waited::Heard(_) => return Err(format!("{server} refused to register {callback}")),
+            Waited::TimedOut => {
+                return Err(format!("{server} did not acknowledge REGISTER {callback} within 5 s"))
+            }
+            Waited::Lost => return Err(format!("{server} closed the connection")),
+        }
     }
-    // The acknowledgements (REGISTERED) arrive later; the server handles our lines in order, so a
-    // MSG sent after these REGISTERs always finds on_event registered.
     Ok((session, reader))
 }
 
@@ -297,12 +317,22 @@ fn without_reader_thread(
     let stayed_connected = keyboard_loop(session, keyboard, |expected| {
         // Now, and only now, the socket is read: upcalls that queued up while the user was
         // typing are answered late, then comes the one this message caused.
-        read_until(session, &mut reader, |heard| match heard {
+        let waited = read_until(session, &mut reader, |heard| match heard {
             Heard::OnEvent(text) => text == expected,
             Heard::ServerError | Heard::Closed => true,
-        })
+            Heard::Registered(_) => false,
+        });
+        match waited {
+            Waited::Heard(_) => true,
+            Waited::TimedOut => {
+                session.screen.line(NO_UPCALL);
+                true
+            }
+            Waited::Lost => false,
+        }
     });
     if stayed_connected {
+        // The server's BYE and its close; a server that never closes is left after WAIT.
         read_until(session, &mut reader, |heard| matches!(heard, Heard::Closed));
     }
     stayed_connected
@@ -344,19 +374,28 @@ fn keyboard_loop(
     true
 }
 
-/// Reads and handles lines until `done` says what was heard is what we wait for, or [`WAIT`] passes.
-/// False if the connection was lost (and we were not leaving).
+/// What [`read_until`] ended with.
+enum Waited {
+    /// What we waited for (or the connection closing while we were leaving anyway).
+    Heard(Heard),
+    /// Nothing of the kind within [`WAIT`].
+    TimedOut,
+    /// The server closed the connection.
+    Lost,
+}
+
+/// Reads and handles lines (answering upcalls on the way) until `done` says that what was heard
+/// is what we wait for, or [`WAIT`] passes. Only used while no reader thread reads the socket.
 fn read_until(
     session: &Session,
     reader: &mut LineReader<TcpStream>,
     done: impl Fn(&Heard) -> bool,
-) -> bool {
+) -> Waited {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || session.socket.set_read_timeout(Some(left)).is_err() {
-            session.screen.line("No upcall from the server within 5 s.");
-            return true;
+            return Waited::TimedOut;
         }
         let heard = match reader.read_message() {
             Ok(Some(message)) => session.handle(message),
@@ -368,8 +407,8 @@ fn read_until(
             Ok(None) | Err(Error::Io(_)) => Some(Heard::Closed),
         };
         match heard {
-            Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return false,
-            Some(heard) if done(&heard) => return true,
+            Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return Waited::Lost,
+            Some(heard) if done(&heard) => return Waited::Heard(heard),
             _ => {}
         }
     }
@@ -414,9 +453,10 @@ fn wait_for_upcall(session: &Session, from_reader: &Receiver<Heard>, expected: &
             // this message was sent: not the answer we wait for.
             Ok(Heard::OnEvent(_)) => {}
             Ok(Heard::ServerError) => return true,
+            Ok(Heard::Registered(_)) => {}
             Ok(Heard::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
             Err(RecvTimeoutError::Timeout) => {
-                session.screen.line("No upcall from the server within 5 s.");
+                session.screen.line(NO_UPCALL);
                 return true;
             }
         }
@@ -472,7 +512,7 @@ impl Session {
                 }
                 None
             }
-            Message::Registered { .. } => None,
+            Message::Registered { callback } => Some(Heard::Registered(callback)),
             // A server that breaks the protocol is reported, not obeyed; the client goes on.
             other => {
                 self.screen.line(&format!(

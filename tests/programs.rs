@@ -237,23 +237,27 @@ fn the_client_survives_a_misbehaving_server() {
     // The "server" is this test, speaking raw bytes.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    // It greets and acknowledges each registration properly: the client waits for that.
     let accepted = thread::spawn(move || {
         let (mut socket, _) = listener.accept().unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
         socket.write_all(b"WELCOME client-1 upcall/1\n").unwrap();
-        socket
+        let mut from_client = BufReader::new(socket.try_clone().unwrap());
+        for callback in ["on_event", "uppercase", "hostname"] {
+            let mut line = String::new();
+            from_client.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("REGISTER {callback}\n"));
+            writeln!(socket, "REGISTERED {callback}").unwrap();
+        }
+        (socket, from_client)
     });
     let mut client = Program::clientcall(port, &[]);
-    let mut socket = accepted.join().unwrap();
-    socket.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut from_client = BufReader::new(socket.try_clone().unwrap());
+    let (mut socket, mut from_client) = accepted.join().unwrap();
     let mut expect = |line: &str| {
         let mut got = String::new();
         from_client.read_line(&mut got).unwrap();
         assert_eq!(got, format!("{line}\n"));
     };
-    expect("REGISTER on_event");
-    expect("REGISTER uppercase");
-    expect("REGISTER hostname");
     socket
         .write_all(b"GARBAGE here\nMSG \xff\xfe\nUPCALL 7 format_disk c\nRETURN 1 x\n")
         .unwrap();

@@ -1,0 +1,30 @@
+//! Prints the `upcall/1` conversation in a packet capture, in the format of the reference `.txt`
+//! files in `pcaps/`, so that a student can compare their own capture with the reference:
+//!
+//! ```text
+//! sudo tcpdump -i lo -w my.pcap 'tcp port 4141'      # while servercall and clientcall talk
+//! cargo run -q --example decode -- my.pcap | diff pcaps/upcall-basic.txt -
+//! ```
+//!
+//! Options: `--port N` (the server's port, default 4141), `--time` (seconds since the first SYN),
+//! `--frames` (Wireshark's frame numbers), `--help`. Exit status 0 when the capture was decoded,
+//! 1 when it could not be (a pcapng file, no traffic on the port, ...: said in one sentence), 2
+//! for a wrong command line.
+//!
+//! The decoder itself is `tests/support/pcap_decoder.rs`, shared with the tests that check the
+//! reference captures: what this prints is exactly what they check.
+
+#[path = "../tests/support/pcap_decoder.rs"]
+mod pcap_decoder;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = pcap_decoder::cli(&args);
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    ExitCode::from(outcome.status as u8)
+}
