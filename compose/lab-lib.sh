@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # exit_status is read by the scripts that source this
 # compose/lab-lib.sh - the bounded waits shared by compose/lab-check.sh and pcaps/capture.sh.
 # Sourced, not run. Every wait has a limit in seconds: a lab script must never hang.
 

@@ -166,8 +166,9 @@ timeout 20 docker compose version >/dev/null 2>&1 || die "no docker compose: run
 cargo build -q --example decode || die "cannot build the decoder"
 timeout 120 "${COMPOSE[@]}" down --remove-orphans >"$WORK/down.log" 2>&1
 compose_started=yes
-timeout 900 "${COMPOSE[@]}" build >"$WORK/up.log" 2>&1 && timeout 300 "${COMPOSE[@]}" up -d >>"$WORK/up.log" 2>&1 \
-    || die "compose up failed (see $WORK/up.log)"
+if ! { timeout 900 "${COMPOSE[@]}" build && timeout 300 "${COMPOSE[@]}" up -d; } >"$WORK/up.log" 2>&1; then
+    die "compose up failed (see $WORK/up.log)"
+fi
 
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(upcall-basic upcall-two-clients upcall-server-initiated upcall-bad-input)
