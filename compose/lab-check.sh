@@ -104,7 +104,7 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- 0. preparing
 mkdir -p "$OUT" || exit 2
 # Only the files of an earlier run (not `rm -rf "$OUT"`: $UPCALL_LAB_OUT may be any folder).
-rm -f "$OUT"/{upcall.pcap,capture.txt,server.log,client-1.txt,client-2.txt,nc-session.txt,console.fifo,client-2.fifo} \
+rm -f "$OUT"/{upcall.pcap,capture.txt,decoded.txt,decode.log,server.log,client-1.txt,client-2.txt,nc-session.txt,console.fifo,client-2.fifo} \
       "$OUT"/{tcpdump.log,ip-a.txt,up.log,down.log,down-before.log,down-trap.log}
 [ "$(id -u)" -eq 0 ] || { echo "lab-check: run me as root (tcpdump on the bridge)" >&2; exit 2; }
 for tool in docker tcpdump ip timeout mkfifo; do
@@ -235,6 +235,15 @@ for line in "WELCOME client-1 upcall/1" "REGISTER on_event" "REGISTERED on_event
             "WELCOME client-2 upcall/1" "UPCALL 2 hostname" "RETURN 2 $client_hostname"; do
     check "capture contains: $line" grep -qF -- "$line" "$OUT/capture.txt"
 done
+
+# The students' comparison: the first connection is the old lab's session, the same as the
+# reference capture's (cargo is at hand here; on a student's machine too, for this step).
+if timeout 300 cargo run -q --example decode -- "$PCAP" >"$OUT/decoded.txt" 2>"$OUT/decode.log"; then
+    check "decode of the capture: client-1's conversation is pcaps/upcall-basic.txt" \
+        diff pcaps/upcall-basic.txt <(grep '^c1 ' "$OUT/decoded.txt")
+else
+    fail "cargo run --example decode could not read the capture (see $OUT/decode.log)"
+fi
 
 # ---------------------------------------------------------------- 7. the bridge
 step "7. ip a show br-upcall"
