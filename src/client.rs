@@ -240,7 +240,9 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
             Waited::Heard(Heard::Registered(_)) => {}
             Waited::Heard(_) => return Err(format!("{server} refused to register {callback}")),
             Waited::TimedOut => {
-                return Err(format!("{server} did not acknowledge REGISTER {callback} within 5 s"))
+                return Err(format!(
+                    "{server} did not acknowledge REGISTER {callback} within 5 s"
+                ))
             }
             Waited::Lost => return Err(format!("{server} closed the connection")),
         }
