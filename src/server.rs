@@ -420,23 +420,7 @@ impl Server {
             let _ = client.send(&Message::Err { reason });
             return;
         };
-        let result = CallResult {
-            client: client.name.clone(),
-            outcome,
-        };
-        match pending.reply_to {
-            Some(waiter) => {
-                // The waiter may have stopped waiting (a console that quit); nothing is lost then.
-                let _ = waiter.send(result);
-            }
-            None => match &result.outcome {
-                Outcome::Returned(value) => self.log(format_args!(
-                    "{} returned for upcall {id}: {value}",
-                    client.name
-                )),
-                _ => self.log(format_args!("Upcall {id} ({}): {result}", pending.callback)),
-            },
-        }
+        self.settle(client, id, pending, outcome);
     }
 
     /// A line that was not valid `upcall/1`: tell the client, keep the connection.
@@ -467,21 +451,28 @@ impl Server {
         }
     }
 
-    /// Ends an upcall that will get no answer (timed out, or the client left): the waiter is told,
-    /// or, when nobody waits, the log says so.
+    /// Ends a pending upcall: its answer came, its time ran out, or its client left. Whoever
+    /// waits for it is told; when nobody waits (an upcall a `MSG` caused), the log says how it
+    /// ended.
     fn settle(&self, client: &Client, id: u64, pending: PendingUpcall, outcome: Outcome) {
         let result = CallResult {
             client: client.name.clone(),
             outcome,
         };
+        let callback = pending.callback;
         match pending.reply_to {
             Some(waiter) => {
+                // The waiter may have stopped waiting (a console that quit); nothing is lost then.
                 let _ = waiter.send(result);
             }
-            None => self.log(format_args!(
-                "Upcall {id} ({}) given up: {result}",
-                pending.callback
-            )),
+            None => match &result.outcome {
+                Outcome::Returned(value) => self.log(format_args!(
+                    "{} returned for upcall {id}: {value}",
+                    client.name
+                )),
+                Outcome::Failed(_) => self.log(format_args!("Upcall {id} ({callback}): {result}")),
+                _ => self.log(format_args!("Upcall {id} ({callback}) given up: {result}")),
+            },
         }
     }
 

@@ -47,29 +47,15 @@ fn lines(text: &str) -> Vec<&str> {
 // ---------------------------------------------------------------------------------------------
 // The reference captures.
 
-/// `(capture, its .txt)` for every `.pcap` in `pcaps/` and `tests/data/`.
+/// `(capture, its .txt)` for every checked-in capture.
 fn reference_captures() -> Vec<(PathBuf, PathBuf)> {
-    let mut found = Vec::new();
-    for dir in ["pcaps", "tests/data"] {
-        let Ok(listing) = fs::read_dir(manifest_dir().join(dir)) else {
-            continue;
-        };
-        for entry in listing.flatten() {
-            let path = entry.path();
-            let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            assert_ne!(
-                extension,
-                "pcapng",
-                "{}: reference captures are classic pcap (`tcpdump -w`, or `editcap -F pcap`)",
-                path.display()
-            );
-            if extension == "pcap" {
-                found.push((path.clone(), path.with_extension("txt")));
-            }
-        }
-    }
-    found.sort();
-    found
+    pcap_decoder::checked_in_captures()
+        .into_iter()
+        .map(|pcap| {
+            let txt = pcap.with_extension("txt");
+            (pcap, txt)
+        })
+        .collect()
 }
 
 fn display(path: &Path) -> String {

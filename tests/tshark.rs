@@ -327,28 +327,10 @@ fn compare(pcap: &Path, port: u16) -> usize {
     expected.len()
 }
 
-/// Every `.pcap` under `pcaps/` and `tests/data/`.
-fn captures() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for dir in ["pcaps", "tests/data"] {
-        let Ok(listing) = fs::read_dir(manifest_dir().join(dir)) else {
-            continue;
-        };
-        for entry in listing.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "pcap") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 #[test]
 fn the_dissector_agrees_with_the_decoder_on_every_capture() {
     let Some(version) = tshark() else { return };
-    let captures = captures();
+    let captures = pcap_decoder::checked_in_captures();
     assert!(
         !captures.is_empty(),
         "no .pcap under pcaps/ or tests/data/ to check"

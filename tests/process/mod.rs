@@ -25,17 +25,7 @@ pub struct Program {
 
 impl Program {
     pub fn start(binary: &str, args: &[&str]) -> Program {
-        let mut child = Command::new(binary)
-            .args(args)
-            // The tests decide the address; an UPCALL_* variable in the developer's shell must
-            // not change what they see.
-            .env_remove("UPCALL_LISTEN")
-            .env_remove("UPCALL_SERVER")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+        let mut child = spawn(binary, args);
         let output = Arc::new(Mutex::new(String::new()));
         // Prompts end without a newline, so collect bytes, not lines.
         for stream in [
@@ -140,17 +130,24 @@ impl Drop for Program {
     }
 }
 
-/// Runs a program to the end with all of its stdin given at once.
-pub fn run_with_input(binary: &str, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(binary)
+/// Starts a program with stdin, stdout and stderr piped to the test.
+fn spawn(binary: &str, args: &[&str]) -> Child {
+    Command::new(binary)
         .args(args)
+        // The tests decide the address; an UPCALL_* variable in the developer's shell must
+        // not change what they see.
         .env_remove("UPCALL_LISTEN")
         .env_remove("UPCALL_SERVER")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the binary starts");
+        .expect("the binary starts")
+}
+
+/// Runs a program to the end with all of its stdin given at once.
+pub fn run_with_input(binary: &str, args: &[&str], input: &str) -> Output {
+    let mut child = spawn(binary, args);
     // A program that exits early (cannot connect, say) may never read its input: a broken pipe
     // here is not the test's concern, the program's output and exit status are.
     let _ = child.stdin.take().unwrap().write_all(input.as_bytes());

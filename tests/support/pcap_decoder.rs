@@ -320,6 +320,34 @@ pub fn decode(bytes: &[u8], port: u16, name: &str) -> Result<Conversation, Decod
     Ok(conversation)
 }
 
+/// Every checked-in capture: the `.pcap` files of `pcaps/` (the reference captures) and
+/// `tests/data/` (captures taken on loopback and with `-i any`), in name order. A `.pcapng` there
+/// is a mistake (the decoder and the README ask for classic pcap), so it fails loudly.
+pub fn checked_in_captures() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for dir in ["pcaps", "tests/data"] {
+        let Ok(listing) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let path = entry.path();
+            let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            assert_ne!(
+                extension,
+                "pcapng",
+                "{}: captures here are classic pcap (`tcpdump -w`, or `editcap -F pcap`)",
+                path.display()
+            );
+            if extension == "pcap" {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// How [`format_conversation`] writes entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Format {
