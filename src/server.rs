@@ -80,6 +80,48 @@ pub const CLIENT_THREAD_STACK: usize = 64 * 1024;
 /// long after its timeout: a tenth of a second is invisible to a person and costs nothing.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How many client threads this machine lets one process hold, and which limit says so.
+///
+/// Each client costs a thread, and each thread four memory maps (its stack and guard page, and
+/// std's signal stack and guard page) and one file descriptor. Past `vm.max_map_count` a new
+/// thread cannot map its signal stack and std aborts the *whole process*, every client with it;
+/// past the open-file limit `accept` fails. So `servercall` holds `--max-clients` below both,
+/// leaving a margin for the process's own maps and files. `None` where `/proc` does not say.
+pub fn client_limit_here() -> Option<(usize, String)> {
+    const MAPS_PER_CLIENT: usize = 4;
+    const SPARE: usize = 1000;
+    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .map(|maps| {
+            let clients = maps.saturating_sub(SPARE) / MAPS_PER_CLIENT;
+            (
+                clients,
+                format!("vm.max_map_count {maps} allows about {clients} client threads"),
+            )
+        });
+    // "Max open files            20000                20000                files"
+    let files = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find(|line| line.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        })
+        .map(|files| {
+            let clients = files.saturating_sub(SPARE / 10);
+            (
+                clients,
+                format!("the open-file limit {files} allows about {clients} clients"),
+            )
+        });
+    [maps, files]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(clients, _)| *clients)
+}
+
 /// What an operator can set on `servercall`'s command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

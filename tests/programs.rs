@@ -277,3 +277,18 @@ fn the_client_survives_a_misbehaving_server() {
     expect("RETURN 9 ok");
     client.wait_for("Received upcall from server: Upcall event: Processing still fine");
 }
+
+/// More clients than the machine can hold threads for would abort the whole server at the first
+/// thread too many: the server holds its limit below that and says so.
+#[test]
+fn an_impossible_max_clients_is_lowered_with_a_note() {
+    let (server, _port) = Program::servercall(&["--max-clients", "10000000"]);
+    // The note goes to stderr before the server listens; stderr is collected by a thread of its
+    // own, so it may land in the output a moment after stdout's first line.
+    let note = "servercall: --max-clients 10000000 is more than this machine allows (";
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !server.text().contains(note) {
+        assert!(std::time::Instant::now() < deadline, "{}", server.text());
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -417,6 +417,9 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
         }
         if dropped_after.is_none() && !is_connected(&stuck_name) {
             dropped_after = Some(broadcasts);
+            // The chat has done its part (filling the stuck client's buffers); the broadcasts
+            // after the drop check that everybody else still gets everything.
+            stop_chatting.store(true, Ordering::SeqCst);
         }
         if dropped_after.is_some() {
             extra += 1;

@@ -35,12 +35,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Past what the machine allows, one client too many would abort the whole server (see
+    // `client_limit_here`): hold the limit below it, and say so.
+    let mut config = options.config;
+    if let Some((limit, reason)) = upcall::server::client_limit_here() {
+        if config.max_clients > limit {
+            eprintln!(
+                "servercall: --max-clients {} is more than this machine allows ({reason}); \
+                 using {limit}.",
+                config.max_clients
+            );
+            config.max_clients = limit;
+        }
+    }
     let address = listener
         .local_addr()
         .map_or(options.listen.clone(), |a| a.to_string());
     say!("servercall listening on {address} (upcall/1). Type `help` for console commands.");
 
-    let server = Server::new(options.config);
+    let server = Server::new(config);
     let acceptor = {
         let server = server.clone();
         thread::spawn(move || server.serve(listener))
