@@ -381,12 +381,11 @@ impl Server {
         if client.send(&welcome).is_ok() {
             loop {
                 match reader.read_message() {
-                    Ok(Some(Message::Bye)) => {
-                        self.log(format_args!("{} said BYE", client.name));
-                        let _ = client.send(&Message::Bye);
-                        break;
+                    Ok(Some(message)) => {
+                        if !self.handle(client, message) {
+                            break;
+                        }
                     }
-                    Ok(Some(message)) => self.handle(client, message),
                     Ok(None) => break,
                     Err(Error::Protocol(error)) => self.reject_line(client, error),
                     Err(Error::Io(error)) => {
@@ -400,8 +399,8 @@ impl Server {
         self.log(format_args!("{} {farewell}", client.name));
     }
 
-    /// One message from a client.
-    fn handle(&self, client: &Client, message: Message) {
+    /// One message from a client. False when the client said `BYE`: the connection ends.
+    fn handle(&self, client: &Client, message: Message) -> bool {
         match message {
             Message::Register { callback } => {
                 self.log(format_args!("{} registered {callback}", client.name));
@@ -421,8 +420,13 @@ impl Server {
                 self.log(format_args!("{} sent a bad line: {reason}", client.name));
                 let _ = client.send(&Message::Err { reason });
             }
-            Message::Bye => unreachable!("serve_client handles BYE"),
+            Message::Bye => {
+                self.log(format_args!("{} said BYE", client.name));
+                let _ = client.send(&Message::Bye);
+                return false;
+            }
         }
+        true
     }
 
     /// `MSG <text>`: log it, call `on_event` back on the sender, and on every other client.
