@@ -10,6 +10,7 @@
 //! registers every entry and dispatches by name.
 
 use crate::client::Screen;
+use crate::protocol::ON_EVENT;
 
 /// A callback takes the upcall's argument and returns the value for `RETURN`, or the reason for
 /// `FAIL`. It may print through the client's [`Screen`] (which keeps the user's prompt intact).
@@ -17,7 +18,7 @@ pub type Callback = fn(argument: &str, screen: &Screen) -> Result<String, String
 
 /// Every callback the client registers, by the name the server calls it by.
 pub const CALLBACKS: &[(&str, Callback)] = &[
-    ("on_event", on_event),
+    (ON_EVENT, on_event),
     ("uppercase", uppercase),
     ("hostname", hostname),
 ];

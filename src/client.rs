@@ -32,12 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::lock;
-
 use crate::callbacks::{self, CALLBACKS};
 use crate::connection::{LineReader, LineWriter};
 use crate::error::Error;
-use crate::protocol::{Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT};
+use crate::lock;
+use crate::protocol::{self, Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT, ON_EVENT};
 
 /// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
 /// server's `BYE`. Five seconds is the server's default upcall timeout too.
@@ -429,7 +428,7 @@ fn send_message(session: &Session, text: &str) -> Sent {
     match session.send(&Message::Msg {
         text: text.to_string(),
     }) {
-        Ok(()) => Sent::Yes(format!("Upcall event: Processing {text}")),
+        Ok(()) => Sent::Yes(protocol::processing(text)),
         Err(Error::Protocol(error)) => {
             let limit = match error {
                 ProtocolError::LineTooLong => format!(" (at most {DEFAULT_MAX_LINE} bytes a line)"),
@@ -501,7 +500,7 @@ impl Session {
                         reason: format!("the result cannot be sent: {error}"),
                     });
                 }
-                (callback == crate::server::ON_EVENT).then_some(Heard::OnEvent(argument))
+                (callback == ON_EVENT).then_some(Heard::OnEvent(argument))
             }
             Message::Err { reason } => {
                 self.screen.line(&format!("Server error: {reason}"));

@@ -62,6 +62,16 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// Longest callback name. Names are identifiers, not data: a short cap keeps them readable in logs.
 pub const MAX_CALLBACK_NAME: usize = 32;
 
+/// The callback a `MSG` is answered on: the server calls `on_event` back on the sender and on
+/// every other client that registered it.
+pub const ON_EVENT: &str = "on_event";
+
+/// The argument of the `on_event` upcall that answers the sender's `MSG <text>`. The server
+/// sends it and the client waits for it, so both take it from here.
+pub fn processing(text: &str) -> String {
+    format!("Upcall event: Processing {text}")
+}
+
 /// One line of `upcall/1`, in either direction.
 ///
 /// Some verbs only make sense one way (`UPCALL` goes from server to client, `RETURN` from client to

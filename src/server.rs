@@ -64,10 +64,7 @@ use std::time::{Duration, Instant};
 use crate::connection::{LineReader, LineWriter};
 use crate::error::Error;
 use crate::lock;
-use crate::protocol::{Message, ProtocolError, DEFAULT_MAX_LINE};
-
-/// The callback the server calls when a message arrives, on the sender and on every other client.
-pub const ON_EVENT: &str = "on_event";
+use crate::protocol::{self, Message, ProtocolError, DEFAULT_MAX_LINE, ON_EVENT};
 
 /// Stack size of a client's thread. A connection thread only parses short lines and formats a few
 /// strings, which needs a few KiB of stack; the default of 2 MiB is reserved address space that ten
@@ -436,7 +433,7 @@ impl Server {
     /// read, its own `RETURN` included.
     fn pass_on(&self, sender: &Client, text: &str) {
         self.log(format_args!("Received from {}: {text}", sender.name));
-        let processing = format!("Upcall event: Processing {text}");
+        let processing = protocol::processing(text);
         match sender.upcall(self, ON_EVENT, &processing, None) {
             Ok(_) => {}
             Err(Outcome::NotSent(reason)) => {
