@@ -11,21 +11,44 @@ use std::time::Duration;
 use crate::client::{with_default_port, ClientConfig};
 use crate::server::ServerConfig;
 
-pub const SERVERCALL_HELP: &str = "\
+/// `servercall --help`. The defaults it shows are the ones [`ServerConfig::default`] has.
+pub fn servercall_help() -> String {
+    let defaults = ServerConfig::default();
+    let timeout = |duration: Duration| duration.as_secs_f64();
+    format!(
+        "\
 servercall: the upcall/1 server. It calls back the functions its clients register.
 
-Usage: servercall [--listen ADDR] [--max-clients N] [--upcall-timeout SECS] [--max-line BYTES]
+Usage: servercall [--listen ADDR] [--max-clients N] [--max-per-address N] [--max-msg-rate N]
+                  [--line-timeout SECS] [--upcall-timeout SECS] [--max-line BYTES] [--quiet]
 
 Options:
-  --listen ADDR           where to listen (default 127.0.0.1:4141; environment UPCALL_LISTEN;
+  --listen ADDR           where to listen (default {listen}; environment UPCALL_LISTEN;
                           0.0.0.0:4141 listens on every interface, as in the Docker lab)
-  --max-clients N         more connections than this get `ERR server full` (default 1024)
-  --upcall-timeout SECS   how long an upcall may take before it is given up (default 5)
-  --max-line BYTES        longest line accepted, newline included (default 4096)
+  --max-clients N         more connections than this get `ERR server full` (default {clients})
+  --max-per-address N     more connections than this from one IP address are turned away
+                          (default 0: no limit; all the Docker lab's clients share one address)
+  --max-msg-rate N        MSGs per second one client may send, in bursts of up to 2N; faster
+                          ones get ERR and are not passed on (default {rate}; 0: no limit)
+  --line-timeout SECS     a new connection must send a line within this time, and a line
+                          may not stay unfinished longer; quiet clients stay (default {line})
+  --upcall-timeout SECS   how long an upcall may take before it is given up (default {upcall})
+  --max-line BYTES        longest line accepted, newline included (default {max_line})
   --quiet                 log nothing but errors (for benchmarks)
   --help                  this text
 
-Stdin is the operator's console: type `help` there once the server runs.";
+Stdin is the operator's console: type `help` there once the server runs.",
+        listen = DEFAULT_LISTEN,
+        clients = defaults.max_clients,
+        rate = defaults.max_msg_rate,
+        line = timeout(defaults.line_timeout),
+        upcall = timeout(defaults.upcall_timeout),
+        max_line = defaults.max_line,
+    )
+}
+
+/// Where `servercall` listens, and `clientcall` connects, unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
 
 pub const CLIENTCALL_HELP: &str = "\
 clientcall: the upcall/1 client. It registers on_event, uppercase and hostname, sends what you
@@ -62,20 +85,21 @@ pub fn server_options(
     args: impl IntoIterator<Item = String>,
     env_listen: Option<String>,
 ) -> Result<ServerOptions, Usage> {
-    let mut listen = env_listen.unwrap_or_else(|| "127.0.0.1:4141".to_string());
+    let mut listen = env_listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let mut config = ServerConfig::default();
     let mut args = Flags::new(args);
     while let Some(flag) = args.next_flag()? {
         match flag.as_str() {
             "--listen" => listen = args.value(&flag)?,
             "--max-clients" => config.max_clients = args.number(&flag, 1)?,
-            "--upcall-timeout" => {
-                let seconds = args.value(&flag)?;
-                config.upcall_timeout = match seconds.parse::<f64>() {
-                    Ok(s) if s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
-                    _ => return wrong(format!("--upcall-timeout wants seconds, got `{seconds}`")),
-                };
+            "--max-per-address" => config.max_per_address = args.number(&flag, 0)?,
+            "--max-msg-rate" => {
+                let rate = args.number(&flag, 0)?;
+                config.max_msg_rate = u32::try_from(rate)
+                    .map_err(|_| Usage::Wrong(format!("--max-msg-rate {rate} is too large")))?;
             }
+            "--line-timeout" => config.line_timeout = args.seconds(&flag)?,
+            "--upcall-timeout" => config.upcall_timeout = args.seconds(&flag)?,
             // A line must at least hold `MSG x` and its newline.
             "--max-line" => config.max_line = args.number(&flag, 16)?,
             "--quiet" => config.log = false,
@@ -92,7 +116,7 @@ pub fn client_options(
     env_server: Option<String>,
 ) -> Result<ClientConfig, Usage> {
     let mut config = ClientConfig {
-        server: env_server.unwrap_or_else(|| "127.0.0.1:4141".to_string()),
+        server: env_server.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
         reader_thread: true,
     };
     let mut args = Flags::new(args);
@@ -189,6 +213,15 @@ impl<I: Iterator<Item = String>> Flags<I> {
         match self.inline_value.take().or_else(|| self.args.next()) {
             Some(value) => Ok(value),
             None => wrong(format!("{flag} needs a value")),
+        }
+    }
+
+    /// A duration in seconds, fractions allowed: more than 0, at most a day.
+    fn seconds(&mut self, flag: &str) -> Result<Duration, Usage> {
+        let value = self.value(flag)?;
+        match value.parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+            _ => wrong(format!("{flag} wants seconds, got `{value}`")),
         }
     }
 

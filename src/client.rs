@@ -33,7 +33,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::callbacks::{self, CALLBACKS};
-use crate::connection::{LineReader, LineWriter};
+use crate::framing::{LineReader, LineWriter};
 use crate::error::Error;
 use crate::lock;
 use crate::protocol::{self, Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT, ON_EVENT};

@@ -10,8 +10,11 @@
 //! for an upcall's answer: that answer is read by the client's own thread and handed over.
 
 use std::io::{self, BufRead, Write};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 
-use crate::server::{seconds, Server};
+use crate::lock;
+use crate::server::{seconds, Outcome, Server};
 
 /// Why the console stopped reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,75 +33,154 @@ Console commands:
   help                              this text
   quit                              say BYE to every client and stop the server";
 
+/// `call`s and `broadcast`s that may wait for answers at the same time. Each waits on a thread of
+/// its own, so `list` and `help` answer at once even while calls wait.
+pub const MAX_CALLS_IN_FLIGHT: usize = 16;
+
+/// Longest console line read; a longer one (a paste gone wrong) is skipped with a note.
+const MAX_CONSOLE_LINE: usize = 64 * 1024;
+
 /// Reads commands from `input` until `quit` or the end of input, answering on `output`.
-pub fn run(server: &Server, input: impl BufRead, mut output: impl Write) -> io::Result<ConsoleEnd> {
-    for line in input.lines() {
-        let line = line?;
-        let (command, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-        let rest = rest.trim_start();
-        match command {
-            "" => {}
-            "help" => writeln!(output, "{HELP}")?,
-            "list" => list(server, &mut output)?,
-            "call" => call(server, rest, &mut output)?,
-            "broadcast" => broadcast(server, rest, &mut output)?,
-            "quit" => {
-                let count = server.client_count();
-                writeln!(output, "Saying BYE to {count} client(s) and stopping.")?;
-                return Ok(ConsoleEnd::Quit);
+///
+/// `call` and `broadcast` run on threads of their own and print their results when the answers
+/// come; the console goes on reading meanwhile. Before `run` returns (at `quit` or at the end of
+/// input) it waits for them, so their results are never lost.
+pub fn run(server: &Server, mut input: impl BufRead, output: impl Write + Send) -> io::Result<ConsoleEnd> {
+    // Lock: guards the console's output, so that one command's answer is printed in one piece.
+    // Held only while printing, never while waiting for an upcall.
+    let output = Mutex::new(output);
+    // A slot for each call in flight: a call takes one before it starts (waiting if all are
+    // taken) and gives it back when it has printed its answer.
+    let (take_slot, free_slots) = mpsc::sync_channel::<()>(MAX_CALLS_IN_FLIGHT);
+    // Lock: guards the receiving end of the slots, which a finishing call uses for a moment.
+    let free_slots = Mutex::new(free_slots);
+    thread::scope(|waiting| {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if read_bounded(&mut input, &mut line)? == 0 {
+                return Ok(ConsoleEnd::EndOfInput);
             }
-            other => writeln!(output, "Unknown command `{other}`. Type `help`.")?,
+            if !line.ends_with(b"\n") && line.len() >= MAX_CONSOLE_LINE {
+                skip_rest_of_line(&mut input)?;
+                say(&output, format!("Ignored a console line over {MAX_CONSOLE_LINE} bytes."));
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&line) else {
+                say(&output, "Ignored a line that is not UTF-8 text: the console reads UTF-8.".into());
+                continue;
+            };
+            let (command, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+            let rest = rest.trim_start().to_string();
+            match command {
+                "" => {}
+                "help" => say(&output, HELP.into()),
+                "list" => say(&output, list(server)),
+                "call" | "broadcast" => {
+                    if take_slot.try_send(()).is_err() {
+                        say(&output, format!(
+                            "{MAX_CALLS_IN_FLIGHT} calls are waiting for answers: this one starts \
+                             when one of them has finished."
+                        ));
+                        if take_slot.send(()).is_err() {
+                            continue;
+                        }
+                    }
+                    let (output, free_slots) = (&output, &free_slots);
+                    let is_call = command == "call";
+                    waiting.spawn(move || {
+                        let answer = if is_call {
+                            call(server, &rest)
+                        } else {
+                            broadcast(server, &rest)
+                        };
+                        say(output, answer);
+                        let _ = lock(free_slots).recv();
+                    });
+                }
+                "quit" => {
+                    let count = server.client_count();
+                    say(&output, format!("Saying BYE to {count} client(s) and stopping."));
+                    return Ok(ConsoleEnd::Quit);
+                }
+                other => say(&output, format!("Unknown command `{other}`. Type `help`.")),
+            }
         }
-        output.flush()?;
-    }
-    Ok(ConsoleEnd::EndOfInput)
+    })
 }
 
-fn list(server: &Server, output: &mut impl Write) -> io::Result<()> {
+/// Prints one answer (one or more lines) in one piece. A console whose output is gone still
+/// serves: the error is ignored.
+fn say(output: &Mutex<impl Write>, answer: String) {
+    let mut output = lock(output);
+    let _ = writeln!(output, "{answer}");
+    let _ = output.flush();
+}
+
+/// Reads up to a newline, or [`MAX_CONSOLE_LINE`] bytes, whichever comes first.
+fn read_bounded(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    io::Read::take(input, MAX_CONSOLE_LINE as u64).read_until(b'\n', line)
+}
+
+/// Reads and drops the rest of an overlong line.
+fn skip_rest_of_line(input: &mut impl BufRead) -> io::Result<()> {
+    let mut rest = Vec::new();
+    loop {
+        rest.clear();
+        let read = read_bounded(input, &mut rest)?;
+        if read == 0 || rest.ends_with(b"\n") {
+            return Ok(());
+        }
+    }
+}
+
+fn list(server: &Server) -> String {
     let clients = server.clients();
     if clients.is_empty() {
-        return writeln!(output, "No clients connected.");
+        return "No clients connected.".into();
     }
-    for client in clients {
-        let callbacks = if client.callbacks.is_empty() {
-            "(no callbacks)".to_string()
-        } else {
-            client.callbacks.join(", ")
-        };
-        writeln!(output, "{}  {}  {callbacks}", client.name, client.address)?;
-    }
-    Ok(())
+    let lines: Vec<String> = clients
+        .iter()
+        .map(|client| {
+            let callbacks = if client.callbacks.is_empty() {
+                "(no callbacks)".to_string()
+            } else {
+                client.callbacks.join(", ")
+            };
+            format!("{}  {}  {callbacks}", client.name, client.address)
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// `call <client-id> <callback> [argument]`: the argument is the rest of the line, spaces and all.
-fn call(server: &Server, arguments: &str, output: &mut impl Write) -> io::Result<()> {
+fn call(server: &Server, arguments: &str) -> String {
+    const USAGE: &str = "Usage: call <client-id> <callback> [argument]";
     let mut words = arguments.splitn(3, ' ');
     let (Some(client), Some(callback)) = (words.next(), words.next()) else {
-        return writeln!(output, "Usage: call <client-id> <callback> [argument]");
+        return USAGE.into();
     };
     if client.is_empty() || callback.is_empty() {
-        return writeln!(output, "Usage: call <client-id> <callback> [argument]");
+        return USAGE.into();
     }
     let argument = words.next().unwrap_or("");
-    writeln!(output, "{}", server.call(client, callback, argument))
+    server.call(client, callback, argument).to_string()
 }
 
-fn broadcast(server: &Server, text: &str, output: &mut impl Write) -> io::Result<()> {
+fn broadcast(server: &Server, text: &str) -> String {
     let results = server.broadcast(text);
     if results.is_empty() {
-        return writeln!(output, "No client has registered on_event.");
+        return "No client has registered on_event.".into();
     }
-    let mut answered = 0;
-    for result in &results {
-        writeln!(output, "{result}")?;
-        if matches!(result.outcome, crate::server::Outcome::Returned(_)) {
-            answered += 1;
-        }
-    }
+    let mut lines: Vec<String> = results.iter().map(ToString::to_string).collect();
+    let answered = results
+        .iter()
+        .filter(|result| matches!(result.outcome, Outcome::Returned(_)))
+        .count();
     let timeout = seconds(server.config().upcall_timeout);
-    writeln!(
-        output,
+    lines.push(format!(
         "Broadcast: {answered} of {} client(s) returned (upcall timeout {timeout}).",
         results.len()
-    )
+    ));
+    lines.join("\n")
 }

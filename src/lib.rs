@@ -22,29 +22,41 @@
 //!
 //! - [`protocol`]: the `upcall/1` wire format: one [`protocol::Message`] per line, its grammar,
 //!   parse and encode. No sockets.
-//! - [`connection`]: framing, turning a byte stream into lines with bounded memory, and lines
-//!   back into single writes.
+//! - [`error`]: the crate's one error type: a broken connection, or a line that broke the protocol.
+//! - [`framing`]: turning a byte stream into lines with bounded memory, and lines back into
+//!   single writes.
 //! - [`server`]: the accept loop, one thread per client, the registry of clients and their
-//!   callbacks, upcalls and their pending answers.
+//!   callbacks, upcalls and their pending answers, and the limits that keep one client from
+//!   stalling the others. Its files follow the upcall step by step.
 //! - [`console`]: the server operator's commands (`call`, `broadcast`, `list`, `quit`): the server
 //!   calling clients on its own.
 //! - [`callbacks`]: the functions a client offers, in one table.
 //! - [`client`]: the client's two threads: the keyboard, and the socket's upcalls.
 //! - [`cli`]: the command lines of `servercall` and `clientcall` (`src/bin/`), which stay thin.
-//! - [`error`], [`log`]: the crate's error type; printing that survives a closed stdout.
+//! - [`log`]: printing that survives a closed stdout, and the server's log, which never makes a
+//!   client wait for a slow terminal.
 //!
 //! Everything uses the standard library only: blocking sockets, threads, channels and locks. No
 //! async runtime, so that each step of an upcall is a line of code you can point at.
 
-pub mod callbacks;
-pub mod cli;
-pub mod client;
-pub mod connection;
-pub mod console;
-pub mod error;
-pub mod log;
+// In the map's reading order (one per group, so that rustfmt keeps the order).
 pub mod protocol;
+
+pub mod error;
+
+pub mod framing;
+
 pub mod server;
+
+pub mod console;
+
+pub mod callbacks;
+
+pub mod client;
+
+pub mod cli;
+
+pub mod log;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

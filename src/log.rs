@@ -1,11 +1,28 @@
-//! Printing for the programs: one line at a time, and never a panic if nobody is listening.
+//! Printing for the programs: one line at a time, never a panic if nobody is listening, and never a
+//! client held up by a slow terminal.
 //!
-//! `println!` panics when stdout is a closed pipe (`servercall | head`, a detached `docker exec`).
-//! In a server that would kill the thread that happened to print, in the middle of its work. The
-//! programs print through [`say`] instead, which drops the line when stdout is gone.
+//! Two ways to print live here:
+//!
+//! - [`say`] prints a line at once. `println!` panics when stdout is a closed pipe (`servercall |
+//!   head`, a detached `docker exec`); `say` drops the line instead. The programs use it for their
+//!   first and last lines, when nothing else is running.
+//! - [`Log`] is the server's log. Connection threads never print themselves: they hand each line
+//!   to one printing thread through a bounded queue, and go back to their clients at once. If the
+//!   terminal is slow or paused (Ctrl-S, a full pipe), the queue fills, and what does not fit is
+//!   *counted*, not waited for: the printing thread says `[log] 12,345 lines dropped: the terminal is
+//!   not keeping up` when it can print again. A log that could block would let a paused terminal
+//!   freeze every client, which is what a synchronous `println!` in each thread does.
+//!
+//! The operator's console prints through the same queue ([`Log::print`], which waits instead of
+//! dropping), so its answers and the log lines stay in the order they happened.
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 /// Prints one line on stdout, ignoring a closed stdout.
 ///
@@ -24,4 +41,255 @@ macro_rules! say {
     ($($arg:tt)*) => {
         $crate::log::say(format_args!($($arg)*))
     };
+}
+
+/// How many lines may wait for the printing thread. A terminal prints tens of thousands of lines a
+/// second, so a full queue means it is paused or far behind, not a burst.
+pub const LOG_QUEUE: usize = 4096;
+
+/// What the printing thread is handed.
+enum Entry {
+    Line(String),
+    /// "Tell me when everything before this is printed."
+    Flush(SyncSender<()>),
+}
+
+/// The server's log: a bounded queue to one printing thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Log {
+    /// `None` when the log is off (`--quiet`, the benchmark, the tests).
+    queue: Option<SyncSender<Entry>>,
+    /// Lines that found the queue full since the printing thread last said so.
+    dropped: Arc<AtomicU64>,
+}
+
+impl Log {
+    /// Starts the printing thread, writing to stdout.
+    pub fn to_stdout() -> Log {
+        Log::to(io::stdout)
+    }
+
+    /// Starts the printing thread on the output that `open` gives (stdout, or a buffer in tests).
+    /// The thread ends when the last clone of this `Log` is dropped.
+    pub fn to<W: Write>(open: impl FnOnce() -> W + Send + 'static) -> Log {
+        let (queue, entries) = mpsc::sync_channel(LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let printer = {
+            let dropped = dropped.clone();
+            move || print_entries(open(), &entries, &dropped)
+        };
+        match thread::Builder::new().name("log".into()).spawn(printer) {
+            Ok(_) => Log {
+                queue: Some(queue),
+                dropped,
+            },
+            // No thread, no log: the server still serves.
+            Err(_) => Log::off(),
+        }
+    }
+
+    /// A log that prints nothing.
+    pub fn off() -> Log {
+        Log {
+            queue: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Queues one log line, or counts it as dropped if the terminal is behind. Never waits.
+    pub fn line(&self, line: fmt::Arguments<'_>) {
+        if let Some(queue) = &self.queue {
+            if let Err(TrySendError::Full(_)) = queue.try_send(Entry::Line(line.to_string())) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Queues one line of the operator's console, waiting for room: only the console's own thread
+    /// waits for a slow terminal, never a client's.
+    pub fn print(&self, line: String) {
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(Entry::Line(line));
+        }
+    }
+
+    /// Waits (up to `limit`) until every line queued so far is printed: the last lines before the
+    /// program exits.
+    pub fn flush(&self, limit: Duration) {
+        if let Some(queue) = &self.queue {
+            let (done, printed) = mpsc::sync_channel(1);
+            if queue.send(Entry::Flush(done)).is_ok() {
+                let _ = printed.recv_timeout(limit);
+            }
+        }
+    }
+}
+
+/// The printing thread: the only code that waits for the terminal.
+fn print_entries(mut out: impl Write, entries: &Receiver<Entry>, dropped: &AtomicU64) {
+    for entry in entries {
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = writeln!(
+                out,
+                "[log] {} lines dropped: the terminal is not keeping up",
+                thousands(lost)
+            );
+        }
+        match entry {
+            Entry::Line(line) => {
+                let _ = writeln!(out, "{line}");
+            }
+            Entry::Flush(done) => {
+                let _ = done.try_send(());
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A [`Write`] for the console's answers that goes through the log's queue, line by line, so the
+/// answers and the log lines come out in one order.
+pub struct LogWriter {
+    log: Log,
+    partial: Vec<u8>,
+}
+
+impl LogWriter {
+    pub fn new(log: Log) -> LogWriter {
+        LogWriter {
+            log,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.log
+                .print(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `12345` as `12,345`: counts in log lines a person reads.
+pub fn thousands(number: u64) -> String {
+    let digits = number.to_string();
+    let mut out = String::new();
+    for (place, digit) in digits.chars().enumerate() {
+        if place > 0 && (digits.len() - place) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `5 s`, `1.5 s`, `250 ms`: durations the way the programs print them.
+pub fn seconds(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A `Write` whose bytes the test can read while the printing thread holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_come_out_in_order_and_the_console_waits_its_turn() {
+        let out = Shared::default();
+        let log = Log::to({
+            let out = out.clone();
+            move || out
+        });
+        log.line(format_args!("one"));
+        LogWriter::new(log.clone())
+            .write_all(b"two\nthree")
+            .unwrap();
+        log.line(format_args!("four"));
+        log.flush(Duration::from_secs(5));
+        assert_eq!(
+            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+            "one\ntwo\nfour\n"
+        );
+    }
+
+    /// A terminal that is paused: every write waits until the test lets it go.
+    struct Paused(Arc<Mutex<()>>, Shared);
+
+    impl Write for Paused {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let _wait = self.0.lock().unwrap();
+            self.1.write(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_paused_terminal_never_blocks_a_logger_and_drops_are_counted() {
+        let pause = Arc::new(Mutex::new(()));
+        let out = Shared::default();
+        let held = pause.lock().unwrap();
+        let log = Log::to({
+            let (pause, out) = (pause.clone(), out.clone());
+            move || Paused(pause, out)
+        });
+        let started = std::time::Instant::now();
+        for n in 0..LOG_QUEUE * 3 {
+            log.line(format_args!("line {n}"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "the log waited");
+        drop(held);
+        log.flush(Duration::from_secs(5));
+        log.line(format_args!("after"));
+        log.flush(Duration::from_secs(5));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains(" lines dropped: the terminal is not keeping up\n"), "{text}");
+        assert!(text.ends_with("after\n"), "{text}");
+    }
+
+    #[test]
+    fn numbers_and_durations_read_like_a_person_writes_them() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(12_345), "12,345");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(seconds(Duration::from_secs(5)), "5 s");
+        assert_eq!(seconds(Duration::from_millis(250)), "250 ms");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! This module is the dictionary of the upcall story. It turns one line of text into a [`Message`]
 //! and a [`Message`] back into a line. It never touches a socket: reading lines off a connection is
-//! [`crate::connection`]'s job, deciding what to do with a message is the server's and the client's.
+//! [`crate::framing`]'s job, deciding what to do with a message is the server's and the client's.
 //! Keeping the parser free of I/O means it can be tested on byte literals alone, and the same parser
 //! serves the server, the client and the tests that decode the reference captures in `pcaps/`.
 //!
@@ -41,7 +41,7 @@
 //! "Follow TCP Stream" and type it by hand with `nc`. Why a newline at the end of every line? Because
 //! TCP is a byte stream, not a message stream: two quick `send`s can arrive as one `recv`, and one
 //! long `send` as three. The old Python lab had no framing and printed `Processing haiihalo`. The
-//! newline is the frame: a receiver collects bytes until it sees one (see [`crate::connection`]).
+//! newline is the frame: a receiver collects bytes until it sees one (see [`crate::framing`]).
 //!
 //! Why are control characters refused? A NUL, an escape sequence or a stray CR in the middle of a
 //! line would garble the server's log, a student's terminal and the Wireshark view, and a LF would
@@ -70,6 +70,17 @@ pub const ON_EVENT: &str = "on_event";
 /// sends it and the client waits for it, so both take it from here.
 pub fn processing(text: &str) -> String {
     format!("Upcall event: Processing {text}")
+}
+
+/// The argument of the `on_event` upcall that passes `sender`'s `MSG <text>` on to every other
+/// client.
+pub fn relayed(sender: &str, text: &str) -> String {
+    format!("Upcall event: {sender} says {text}")
+}
+
+/// The argument of the `on_event` upcall of the console's `broadcast <text>`.
+pub fn server_says(text: &str) -> String {
+    relayed("server", text)
 }
 
 /// One line of `upcall/1`, in either direction.

@@ -525,7 +525,7 @@ pub fn raw_fan_out_server() -> ExitCode {
                     .push(stream.clone());
                 let returned = returned.clone();
                 let _ = thread::Builder::new()
-                    .stack_size(upcall::server::CLIENT_THREAD_STACK)
+                    .stack_size(upcall::server::limits::CLIENT_THREAD_STACK)
                     .spawn(move || raw_fan_out_client(&stream, number + 1, &returned));
             }
         });
@@ -560,7 +560,7 @@ fn raw_fan_out_client(stream: &TcpStream, number: usize, returned: &Sender<()>) 
     if writer.write_all(welcome.as_bytes()).is_err() {
         return;
     }
-    let mut reader = BufReader::with_capacity(upcall::connection::READ_BUFFER_SIZE, stream);
+    let mut reader = BufReader::with_capacity(upcall::framing::READ_BUFFER_SIZE, stream);
     let mut line = Vec::with_capacity(64);
     loop {
         line.clear();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use upcall::connection::READ_BUFFER_SIZE;
+use upcall::framing::READ_BUFFER_SIZE;
 use upcall::server::{Server, ServerConfig};
 
 use crate::STEP_TIMEOUT;
@@ -243,6 +243,8 @@ impl LibraryServer {
         let server = Server::new(ServerConfig {
             log: false,
             max_clients: 100_000,
+            // The benchmark measures throughput: flood control off.
+            max_msg_rate: 0,
             ..ServerConfig::default()
         });
         let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -287,7 +289,8 @@ impl ServerProcess {
     pub fn servercall(path: &Path, max_clients: usize) -> io::Result<ServerProcess> {
         let mut command = Command::new(path);
         command
-            .args(["--listen", "127.0.0.1:0", "--quiet", "--max-clients"])
+            .args(["--listen", "127.0.0.1:0", "--quiet", "--max-msg-rate", "0"])
+            .arg("--max-clients")
             .arg(max_clients.to_string());
         ServerProcess::spawn(command, path)
     }

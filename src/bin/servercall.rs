@@ -3,13 +3,14 @@
 //!
 //! All the logic lives in the library (`src/server.rs`, `src/console.rs`); this file only wires it up.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
 use upcall::cli::{self, Usage};
 use upcall::console::{self, ConsoleEnd};
+use upcall::log::{Log, LogWriter};
 use upcall::say;
 use upcall::server::Server;
 
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     ) {
         Ok(options) => options,
         Err(Usage::Help) => {
-            println!("{}", cli::SERVERCALL_HELP);
+            println!("{}", cli::servercall_help());
             return ExitCode::SUCCESS;
         }
         Err(Usage::Wrong(sentence)) => {
@@ -40,11 +41,14 @@ fn main() -> ExitCode {
     let mut config = options.config;
     if let Some((limit, reason)) = upcall::server::client_limit_here() {
         if config.max_clients > limit {
-            eprintln!(
+            // One write for the whole line, so that it never comes out in pieces between the
+            // lines of stdout (stderr is unbuffered, and `eprintln!` writes piece by piece).
+            let note = format!(
                 "servercall: --max-clients {} is more than this machine allows ({reason}); \
-                 using {limit}.",
+                 using {limit}.\n",
                 config.max_clients
             );
+            let _ = io::stderr().write_all(note.as_bytes());
             config.max_clients = limit;
         }
     }
@@ -53,12 +57,20 @@ fn main() -> ExitCode {
         .map_or(options.listen.clone(), |a| a.to_string());
     say!("servercall listening on {address} (upcall/1). Type `help` for console commands.");
 
-    let server = Server::new(config);
+    // One printing thread for the log and the console's answers, so that they come out in the
+    // order they happened, and so that a paused terminal holds up only the console.
+    let log = if config.log { Log::to_stdout() } else { Log::off() };
+    let console_output: Box<dyn Write + Send> = if config.log {
+        Box::new(LogWriter::new(log.clone()))
+    } else {
+        Box::new(io::stdout())
+    };
+    let server = Server::with_log(config, log);
     let acceptor = {
         let server = server.clone();
         thread::spawn(move || server.serve(listener))
     };
-    let end = console::run(&server, io::stdin().lock(), io::stdout());
+    let end = console::run(&server, io::stdin().lock(), console_output);
     if end.as_ref().is_ok_and(|end| *end == ConsoleEnd::Quit) {
         server.shutdown();
     }

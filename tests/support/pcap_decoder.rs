@@ -18,7 +18,7 @@
 //!   twice is used once, one that arrives early waits for the bytes before it, a line split over
 //!   several segments is joined, and several lines in one segment are split.
 //!
-//! The bytes of each direction are cut at `\n` exactly as `upcall::connection` does, and each line
+//! The bytes of each direction are cut at `\n` exactly as `upcall::framing` does, and each line
 //! goes through the crate's own [`upcall::protocol::parse`]. The result is a list of [`Entry`]s in
 //! capture order: lines, and the moments a connection opened (`[connect]`, the client's SYN),
 //! closed (`[close]`, a FIN, once the bytes before it are in) or was reset (`[reset]`).
@@ -823,7 +823,7 @@ impl Sink<'_> {
         });
     }
 
-    /// One complete line, without its `\n`, framed as `upcall::connection` frames it.
+    /// One complete line, without its `\n`, framed as `upcall::framing` frames it.
     fn line(&mut self, frame: u64, time: Duration, mut raw: Vec<u8>) {
         // The limit counts the newline; the `\r` before it counts too.
         let too_long = raw.len() >= self.max_line;

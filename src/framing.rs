@@ -11,6 +11,7 @@
 //! newline therefore costs the server at most one buffer and one line's worth of memory, not 100 MiB.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::protocol::{self, Message, ProtocolError};
@@ -31,6 +32,9 @@ pub struct LineReader<R> {
     complete: bool,
     /// The line being read grew past the limit: skip bytes up to its newline, store none of them.
     skipping: bool,
+    /// When the first byte of the line being collected arrived; `None` between lines. The server
+    /// closes a connection that leaves a line unfinished for too long.
+    started: Option<Instant>,
 }
 
 impl<R: Read> LineReader<R> {
@@ -41,7 +45,13 @@ impl<R: Read> LineReader<R> {
             line: Vec::new(),
             complete: false,
             skipping: false,
+            started: None,
         }
+    }
+
+    /// Since when a line has been arriving without its newline; `None` if no line is half-read.
+    pub fn partial_line_since(&self) -> Option<Instant> {
+        self.started
     }
 
     /// The next message, or `Ok(None)` when the other side has closed the connection cleanly.
@@ -95,6 +105,10 @@ impl<R: Read> LineReader<R> {
                 self.skipping = true;
                 self.line.clear();
             }
+            // A line that does not end in this read has begun arriving: note when.
+            if self.started.is_none() && newline.is_none() && !chunk.is_empty() {
+                self.started = Some(Instant::now());
+            }
             let used = chunk.len() + usize::from(newline.is_some());
             self.input.consume(used);
             if newline.is_some() {
@@ -102,6 +116,7 @@ impl<R: Read> LineReader<R> {
             }
         }
         self.complete = true;
+        self.started = None;
         if self.skipping {
             self.skipping = false;
             return Err(ProtocolError::LineTooLong.into());

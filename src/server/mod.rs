@@ -1,0 +1,450 @@
+//! The upcall server: it accepts clients, remembers which functions each one registered, and calls
+//! those functions back — when a message arrives, and whenever its operator asks.
+//!
+//! # How it is built
+//!
+//! ```text
+//!   accept loop (serve) ──▶ starter ──spawns──▶ one thread per client (connection.rs)
+//!                                                 │ reads that client's lines, answers REGISTER,
+//!                                                 │ turns MSG into upcalls, matches RETURN/FAIL
+//!                                                 ▼
+//!   registry: client-1 ─▶ Peer { outbox, callbacks, pending upcalls }        (peer.rs)
+//!             client-2 ─▶ Peer { ... }
+//!          ▲                                      ▲
+//!   console (call, broadcast)        sweeper: gives up on upcalls past their timeout (pending.rs)
+//!                                    flusher: sends what waits in the outboxes     (outbox.rs)
+//! ```
+//!
+//! Every connection has its own thread, blocked in `read` on its own socket. That is the simplest
+//! model there is (the code for one client reads top to bottom, like the old single-client lab) and
+//! its cost is stated in the README's "Performance" section: a thread's memory per client, and a
+//! scheduler wake-up per line. An event loop (epoll) would serve the same clients from one thread,
+//! at the price of turning this straight-line code into a state machine.
+//!
+//! # The upcall, step by step
+//!
+//! 1. Something decides to call `callback(argument)` on a client: a `MSG` (the sender's own
+//!    connection thread, [`connection.rs`](connection)), or the console's `call`/`broadcast` (the
+//!    operator's thread, [`pending.rs`](pending)).
+//! 2. `Peer::upcall` ([`peer.rs`](peer)) picks the next upcall id, files a pending upcall under that
+//!    id, and puts `UPCALL <id> <callback> <argument>` in the client's outbox. It does **not** wait
+//!    for the answer.
+//! 3. The answer, `RETURN <id> <value>` or `FAIL <id> <reason>`, arrives on the client's socket and is
+//!    therefore read by that client's connection thread, which takes the pending entry out and
+//!    *settles* it ([`pending.rs`](pending)): whoever waits is told, or the log says how it ended.
+//!
+//! Step 2 never waits because of step 3: if the connection thread sent an upcall and then waited for
+//! its answer, nobody would be reading the socket the answer arrives on. That thread would wait
+//! forever (or until the timeout), a deadlock built into the design. So waiting is done by other
+//! threads only (the console), on a channel, and the connection thread stays free to read.
+//!
+//! # Fair to a whole class
+//!
+//! One server serves 40–200 students, some with buggy or playful scripts, and one of them must
+//! never stall, flood or lock out the others. Each defence is one idea:
+//!
+//! - **Nobody waits for a slow reader.** Writing to a client that stopped reading would block the
+//!   writer, and the writer is often *another* client's thread. So every line goes through the
+//!   client's [`outbox`]: it is written at once if the socket has room (almost always), and
+//!   otherwise queued, and one `flusher` thread sends the rest later. A client that falls behind
+//!   by more than [`limits::OUTBOX_LIMIT`], or leaves a line unsent for the write timeout, is
+//!   dropped. A second thread per client (a writer) would do the same job more simply, but would
+//!   double the memory of ten thousand idle clients; the outbox costs nothing until it is used.
+//! - **Floods are refused, not passed on**: `--max-msg-rate` ([`limits::MessageRate`]).
+//! - **Slots are not held by silence**: `--line-timeout`, `--max-per-address`, `--max-clients`.
+//! - **Everything per client is bounded**: callbacks, pending upcalls, queued bytes, line length.
+//! - **The log never blocks** ([`crate::log::Log`]) and repeats are summarised
+//!   ([`limits::Repeats`]), so a flood cannot flood the operator's terminal either.
+//!
+//! # Locks
+//!
+//! There are three that matter, each with one job, and none is ever held while waiting for a
+//! client:
+//! - the registry ([`Shared::registry`]): which clients exist;
+//! - a client's `outbox`: the order of bytes on that client's socket. Held for one write that the
+//!   socket's send timeout bounds to a few milliseconds, never while waiting for an answer;
+//! - a client's `state`: its callbacks and pending upcalls.
+//!
+//! (A fourth, [`Shared::waiting`], only holds the numbers of the clients the flusher should visit.)
+//!
+//! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`); taking
+//! them in one order only is what rules out a deadlock between two threads.
+//!
+//! # What this server leaves out
+//!
+//! No authentication and no encryption (it is a lab on a private bridge; anything on the network
+//! can connect and will be read in Wireshark, which is the point). No reconnection: a client that
+//! comes back is a new client with a new id. Upcall results are not stored: they go to whoever asked.
+
+/// `log!(server, "...", args)`: one line in the server's log (if it is on). Never waits.
+macro_rules! log {
+    ($server:expr, $($arg:tt)*) => {
+        $server.log(format_args!($($arg)*))
+    };
+}
+
+mod connection;
+pub mod limits;
+mod outbox;
+mod peer;
+mod pending;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::lock;
+use crate::log::Log;
+use crate::protocol::{Message, DEFAULT_MAX_LINE};
+
+pub use crate::log::seconds;
+pub use limits::client_limit_here;
+pub use pending::{CallResult, Outcome};
+
+use peer::Peer;
+
+/// What an operator can set on `servercall`'s command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// More connections than this get `ERR server full` and are closed: each client costs a thread.
+    pub max_clients: usize,
+    /// More connections than this from one IP address are turned away. 0: no such limit.
+    pub max_per_address: usize,
+    /// How long an upcall may take before the server gives up on it.
+    pub upcall_timeout: Duration,
+    /// How long a line may wait in a client's outbox (the client is not reading) before the
+    /// client is dropped.
+    pub write_timeout: Duration,
+    /// A new connection must send a complete line within this time, and no line may take longer
+    /// to arrive than this once it has begun. A client that is merely quiet is never dropped.
+    pub line_timeout: Duration,
+    /// `MSG`s per second one client may send (with a burst of twice as many). 0: no limit.
+    pub max_msg_rate: u32,
+    /// Longest line accepted (and sent), newline included.
+    pub max_line: usize,
+    /// Upcalls one client may leave unanswered; a client that reaches this is dropped.
+    pub max_pending: usize,
+    /// Print the step-by-step log. The benchmark turns it off: 10,000 log lines per broadcast would
+    /// measure the terminal, not the server.
+    pub log: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_clients: 1024,
+            max_per_address: 0,
+            upcall_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            line_timeout: Duration::from_secs(30),
+            max_msg_rate: 20,
+            max_line: DEFAULT_MAX_LINE,
+            max_pending: limits::MAX_PENDING,
+            log: true,
+        }
+    }
+}
+
+/// What `list` shows about one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub name: String,
+    pub address: SocketAddr,
+    pub callbacks: Vec<String>,
+}
+
+/// The server. Cheap to clone: every clone is a handle to the same clients.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+/// What every thread of the server shares.
+struct Shared {
+    config: ServerConfig,
+    /// Lock: guards which clients exist. Held only to insert, remove or copy out a few `Arc`s;
+    /// never while writing to a socket or waiting for an upcall, so one slow client cannot hold
+    /// up a connection or a disconnection elsewhere.
+    registry: Mutex<Registry>,
+    /// The clients whose outbox holds lines, for the flusher.
+    ///
+    /// Lock: guards that set of numbers. Held for one insert, or to take the whole set; never
+    /// together with another lock.
+    waiting: Mutex<BTreeSet<u64>>,
+    /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
+    /// see it.
+    stopping: AtomicBool,
+    /// Where the listener is, once `serve` has started; `shutdown` connects to it to wake `accept`.
+    local_addr: OnceLock<SocketAddr>,
+    log: Log,
+}
+
+/// The connected clients.
+#[derive(Default)]
+struct Registry {
+    /// Keyed by number (`client-7` is 7), so that `list` shows them in the order they came.
+    peers: BTreeMap<u64, Arc<Peer>>,
+    /// How many connections each IP address has, for `--max-per-address`.
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection is turned away: what the client is told, and what the log says.
+struct Refusal {
+    told: String,
+    why: String,
+}
+
+/// How many accepted connections may wait for the starter thread. Far more than any burst of
+/// connections needs; past it the accept loop waits, and the kernel's own queue takes over.
+const ARRIVALS_QUEUE: usize = 8192;
+
+impl Server {
+    /// A server with `config`; its log (if on) prints to stdout.
+    pub fn new(config: ServerConfig) -> Server {
+        let log = if config.log {
+            Log::to_stdout()
+        } else {
+            Log::off()
+        };
+        Server::with_log(config, log)
+    }
+
+    /// A server that logs to `log` (the console prints through the same one).
+    pub fn with_log(config: ServerConfig, log: Log) -> Server {
+        Server {
+            shared: Arc::new(Shared {
+                config,
+                registry: Mutex::new(Registry::default()),
+                waiting: Mutex::new(BTreeSet::new()),
+                stopping: AtomicBool::new(false),
+                local_addr: OnceLock::new(),
+                log,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// The log this server writes to.
+    pub fn log_handle(&self) -> &Log {
+        &self.shared.log
+    }
+
+    /// Accepts clients until [`Server::shutdown`], one thread each.
+    ///
+    /// The listener comes in already bound, so the caller decides the address and sees a bind
+    /// error before anything starts (and tests can bind port 0 and ask which port they got).
+    /// An error on one connection never ends this loop: at worst that one client is turned away.
+    ///
+    /// This loop only accepts. Starting a client's thread takes a few dozen microseconds; if the
+    /// loop did it, a class connecting at once would fill the kernel's queue of 128 waiting
+    /// connections, and every connection past it would wait a second for its SYN to be retried.
+    /// So a `starter` thread starts them, and the loop is back in `accept` at once.
+    pub fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        let _ = self.shared.local_addr.set(listener.local_addr()?);
+        // `quit` may come before this point; then `shutdown` found no address to wake.
+        if self.is_stopping() {
+            return Ok(());
+        }
+        self.spawn_helper("sweeper", |server| server.sweep_expired_upcalls())?;
+        self.spawn_helper("flusher", |server| server.flush_outboxes())?;
+        let (to_starter, arrivals) = mpsc::sync_channel::<TcpStream>(ARRIVALS_QUEUE);
+        self.spawn_helper("starter", move |server| {
+            for (number, stream) in (1..).zip(arrivals) {
+                server.admit(stream, number);
+            }
+        })?;
+
+        for stream in listener.incoming() {
+            if self.is_stopping() {
+                break;
+            }
+            match stream {
+                Ok(stream) => {
+                    if to_starter.send(stream).is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    // Typically "too many open files" when the process is at its limit. Waiting
+                    // a moment lets disconnections free some; exiting would drop every client.
+                    log!(self, "Cannot accept a connection: {error}");
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_helper(
+        &self,
+        name: &str,
+        job: impl FnOnce(Server) + Send + 'static,
+    ) -> io::Result<()> {
+        let server = self.clone();
+        thread::Builder::new()
+            .name(name.into())
+            .spawn(move || job(server))
+            .map(|_| ())
+    }
+
+    /// Registers a new connection and starts its thread, or turns it away with `ERR` when one of
+    /// the connection limits says no.
+    fn admit(&self, stream: TcpStream, number: u64) {
+        if self.is_stopping() {
+            return;
+        }
+        let Ok(address) = stream.peer_addr() else {
+            return; // gone already
+        };
+        let peer = match Peer::new(number, address, stream, &self.shared.config) {
+            Ok(peer) => Arc::new(peer),
+            Err(error) => return log!(self, "Could not start client-{number}: {error}"),
+        };
+        if let Err(refusal) = self.enter(&peer) {
+            log!(self, "Connection from: {address} refused: {}", refusal.why);
+            return peer.turn_away(&refusal.told);
+        }
+        let spawned = thread::Builder::new()
+            .name(peer.name.clone())
+            .stack_size(limits::CLIENT_THREAD_STACK)
+            .spawn({
+                let (server, peer) = (self.clone(), peer.clone());
+                move || server.serve_client(&peer)
+            });
+        if let Err(error) = spawned {
+            // Out of threads or memory: this client cannot be served, the others still are.
+            self.leave(&peer);
+            peer.hang_up();
+            log!(self, "Could not start {}: {error}", peer.name);
+        }
+    }
+
+    /// Puts a peer in the registry, unless the server is full or its address has its share.
+    fn enter(&self, peer: &Arc<Peer>) -> Result<(), Refusal> {
+        let config = &self.shared.config;
+        let mut registry = lock(&self.shared.registry);
+        if registry.peers.len() >= config.max_clients {
+            return Err(Refusal {
+                told: "server full".into(),
+                why: format!("server full ({} clients)", config.max_clients),
+            });
+        }
+        let ip = peer.address.ip();
+        let from_here = registry.per_address.get(&ip).copied().unwrap_or(0);
+        if config.max_per_address > 0 && from_here >= config.max_per_address {
+            let most = config.max_per_address;
+            return Err(Refusal {
+                told: format!("too many connections from your address (at most {most})"),
+                why: format!("{ip} already has {from_here} connections (--max-per-address {most})"),
+            });
+        }
+        registry.per_address.insert(ip, from_here + 1);
+        registry.peers.insert(peer.number, peer.clone());
+        Ok(())
+    }
+
+    /// Takes a peer out of the registry (once; a second call does nothing).
+    fn leave(&self, peer: &Peer) {
+        let mut registry = lock(&self.shared.registry);
+        if registry.peers.remove(&peer.number).is_some() {
+            let ip = peer.address.ip();
+            match registry.per_address.get(&ip).copied() {
+                Some(count) if count > 1 => {
+                    registry.per_address.insert(ip, count - 1);
+                }
+                _ => {
+                    registry.per_address.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// The console's `list`.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.snapshot()
+            .iter()
+            .map(|peer| ClientInfo {
+                name: peer.name.clone(),
+                address: peer.address,
+                callbacks: peer.callbacks(),
+            })
+            .collect()
+    }
+
+    pub fn client_count(&self) -> usize {
+        lock(&self.shared.registry).peers.len()
+    }
+
+    /// The console's `quit`: says `BYE` to every client, closes their connections and stops the
+    /// accept loop. Returns at once; [`Server::serve`] returns soon after. Works at any moment,
+    /// also before `serve` has started (then `serve` returns at once).
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for peer in self.snapshot() {
+            let _ = peer.send(self, &Message::Bye);
+            peer.hang_up();
+        }
+        // `accept` blocks until a connection arrives, and std has no way to interrupt it. So we
+        // make one: a connection to ourselves wakes the loop, which then sees `stopping`.
+        if let Some(&address) = self.shared.local_addr.get() {
+            let _ = TcpStream::connect_timeout(&reachable(address), Duration::from_secs(1));
+        }
+    }
+
+    /// Waits (up to `limit`) until every connection thread has finished and the log is printed, so
+    /// the last log lines come before the program exits. True if they all did.
+    pub fn wait_for_clients_to_leave(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut all_left = true;
+        while self.client_count() > 0 {
+            if Instant::now() >= deadline {
+                all_left = false;
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.shared.log.flush(Duration::from_secs(1));
+        all_left
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Copies the registry's `Arc`s out, so the registry lock is released before anyone writes to
+    /// a socket. The copy may include a client that is leaving: writing to it fails harmlessly.
+    fn snapshot(&self) -> Vec<Arc<Peer>> {
+        lock(&self.shared.registry).peers.values().cloned().collect()
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<Peer>> {
+        let number = name.strip_prefix("client-")?.parse::<u64>().ok()?;
+        lock(&self.shared.registry).peers.get(&number).cloned()
+    }
+
+    fn log(&self, line: fmt::Arguments<'_>) {
+        self.shared.log.line(line);
+    }
+}
+
+/// An address we can connect to for the listener at `address`: a server listening on every
+/// interface (`0.0.0.0`) is reached on the loopback.
+fn reachable(address: SocketAddr) -> SocketAddr {
+    let mut address = address;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    address
+}

@@ -1,0 +1,416 @@
+//! The server's record of one client (a *peer*), and step 2 of the upcall: filing an upcall and
+//! sending it.
+//!
+//! Every thread of the server sees a client through its [`Peer`]: the client's own connection
+//! thread (answering `REGISTER`), another client's thread (passing on a `MSG`), the console
+//! (`call`, `broadcast`), the sweeper and the flusher.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{mpsc::Sender, Arc, Mutex};
+use std::time::Instant;
+
+use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
+use super::outbox::{Outbox, Pushed, Stuck};
+use super::pending::{CallResult, Outcome, PendingUpcall};
+use super::{Server, ServerConfig};
+use crate::framing::LineReader;
+use crate::error::Error;
+use crate::lock;
+use crate::protocol::{Message, ProtocolError, ON_EVENT};
+
+/// One connected client, as every thread of the server sees it.
+pub(super) struct Peer {
+    pub(super) number: u64,
+    /// `client-7`: what `WELCOME` told the client, what `list` and the log say.
+    pub(super) name: String,
+    pub(super) address: SocketAddr,
+    /// Lock: guards the order of bytes on this client's socket. Several threads write to one
+    /// client, and each line must leave whole and in order. Held for one write, which the send
+    /// timeout bounds to a few milliseconds; never while waiting for an answer.
+    pub(super) outbox: Mutex<Outbox>,
+    /// The socket, shared by the connection thread (reading), the outbox (writing) and
+    /// [`Peer::hang_up`]. One file descriptor for all three: each `try_clone` would be one more,
+    /// and a process may open only so many.
+    socket: Arc<TcpStream>,
+    /// Lock: guards the client's callbacks, its pending upcalls and its log repeats. Held for a
+    /// few map operations, never across I/O.
+    state: Mutex<PeerState>,
+    max_line: usize,
+}
+
+/// What the server remembers about a client between its lines.
+#[derive(Default)]
+struct PeerState {
+    /// The functions this client said the server may call (at most [`MAX_CALLBACKS`]).
+    callbacks: BTreeSet<String>,
+    /// The id of the last upcall to this client. Ids start at 1 on every connection.
+    last_upcall_id: u64,
+    /// Upcalls sent and not answered yet, by id (at most `max_pending`).
+    pending: HashMap<u64, PendingUpcall>,
+    /// The connection has ended: no new upcall is filed, so nobody waits for an answer that
+    /// cannot come.
+    gone: bool,
+    repeats: Repeats,
+}
+
+/// Why an upcall was not filed (and so not sent): a small enum, because each reason is told
+/// differently (to the console, to the sender of a `MSG`, to the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NotFiled {
+    /// The client is leaving.
+    Gone,
+    /// It did not register this callback.
+    NotRegistered { callback: String, registered: String },
+    /// It has too many upcalls unanswered (and is dropped for it).
+    TooManyPending,
+    /// The line would be invalid (too long, a character the protocol refuses).
+    BadLine(ProtocolError, usize),
+}
+
+impl fmt::Display for NotFiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotFiled::Gone => write!(f, "disconnected"),
+            NotFiled::NotRegistered {
+                callback,
+                registered,
+            } if callback == ON_EVENT && registered.is_empty() => write!(
+                f,
+                "no on_event registered: send REGISTER on_event to get upcalls"
+            ),
+            NotFiled::NotRegistered {
+                callback,
+                registered,
+            } => {
+                let registered = if registered.is_empty() {
+                    "none"
+                } else {
+                    registered
+                };
+                write!(f, "{callback} is not registered (registered: {registered})")
+            }
+            NotFiled::TooManyPending => write!(f, "too many upcalls to it are still unanswered"),
+            NotFiled::BadLine(ProtocolError::LineTooLong, max_line) => write!(
+                f,
+                "line too long: the upcall line would be over the {max_line}-byte limit"
+            ),
+            NotFiled::BadLine(error, _) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl From<NotFiled> for Outcome {
+    fn from(reason: NotFiled) -> Outcome {
+        match reason {
+            NotFiled::Gone => Outcome::Disconnected,
+            other => Outcome::NotSent(other.to_string()),
+        }
+    }
+}
+
+impl Peer {
+    /// A peer for a freshly accepted connection, with its socket set up for the server's rules.
+    pub(super) fn new(
+        number: u64,
+        address: SocketAddr,
+        stream: TcpStream,
+        config: &ServerConfig,
+    ) -> io::Result<Peer> {
+        // TCP_NODELAY: an upcall is one short line, and the client is waiting for it. With Nagle's
+        // algorithm on, a small write can sit in the kernel until the previous one is
+        // acknowledged, and the other side delays its acknowledgements: tens of milliseconds for
+        // a 40-byte line. We write whole lines only, so sending each at once costs nothing.
+        stream.set_nodelay(true)?;
+        // A write waits at most this long for room; see outbox.rs.
+        stream.set_write_timeout(Some(limits::SEND_TRY))?;
+        // A read wakes up after this long of silence, so the connection thread can check that
+        // a new connection has said something and that no line is left half-sent.
+        stream.set_read_timeout(Some(config.line_timeout))?;
+        let socket = Arc::new(stream);
+        Ok(Peer {
+            number,
+            name: format!("client-{number}"),
+            address,
+            outbox: Mutex::new(Outbox::new(
+                socket.clone(),
+                limits::outbox_limit(config.max_line),
+            )),
+            socket,
+            state: Mutex::new(PeerState::default()),
+            max_line: config.max_line,
+        })
+    }
+
+    /// The reading side of the socket, for the connection thread.
+    pub(super) fn reader(&self) -> LineReader<SharedSocket> {
+        LineReader::new(SharedSocket(self.socket.clone()), self.max_line)
+    }
+
+    /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped:
+    /// its own thread wakes up from its `read`, cleans up, and says so in the log.
+    pub(super) fn send(&self, server: &Server, message: &Message) -> Result<(), Error> {
+        let line = self.encode(message)?;
+        let pushed = lock(&self.outbox).push(line);
+        self.after_push(server, pushed)
+    }
+
+    /// `ERR <reason>`: the last line was refused, the connection stays.
+    pub(super) fn refuse(&self, server: &Server, reason: String) {
+        let _ = self.send(server, &Message::Err { reason });
+    }
+
+    /// Step 2 of the upcall: files `UPCALL <id> <callback> <argument>` as pending, and sends it.
+    /// Does not wait for the answer.
+    ///
+    /// On success returns the id; the outcome will reach `reply_to` (or the log) exactly once,
+    /// from whoever takes the pending entry out: the answer, the sweeper or the disconnection.
+    pub(super) fn upcall(
+        &self,
+        server: &Server,
+        callback: &str,
+        argument: &str,
+        reply_to: Option<Sender<CallResult>>,
+    ) -> Result<u64, NotFiled> {
+        // Lock order: `outbox` first, then `state`. Holding `outbox` while the id is chosen means
+        // ids leave in the order they were given out: 1, 2, 3 on the wire, never 2 before 1.
+        let mut outbox = lock(&self.outbox);
+        let pending = PendingUpcall::new(callback, server.config().upcall_timeout, reply_to);
+        let max_pending = server.config().max_pending;
+        let filed = lock(&self.state).file(callback, pending, max_pending);
+        let id = match filed {
+            Ok(id) => id,
+            Err(NotFiled::TooManyPending) => {
+                // A client that leaves this many upcalls unanswered is not reading its socket
+                // (or not answering at all): it is behind, and dropped like one.
+                drop(outbox);
+                self.drop_stuck(server, Stuck::Unanswered { count: max_pending });
+                return Err(NotFiled::TooManyPending);
+            }
+            Err(reason) => return Err(reason),
+        };
+        let message = Message::Upcall {
+            id,
+            callback: callback.to_string(),
+            argument: argument.to_string(),
+        };
+        let line = match self.encode(&message) {
+            Ok(line) => line,
+            Err(error) => {
+                // Nothing was written. The id goes back while `outbox` is still held, so that
+                // no other upcall can take the next id in between: ids on the wire have no gaps.
+                lock(&self.state).unfile(id);
+                return Err(NotFiled::BadLine(error, self.max_line));
+            }
+        };
+        // Logged before the line leaves, so the log can never show the answer before the call.
+        if argument.is_empty() {
+            self.note(server, Noise::Upcall, format_args!("Upcall {id} to {}: {callback}()", self.name));
+        } else {
+            self.note(
+                server,
+                Noise::Upcall,
+                format_args!("Upcall {id} to {}: {callback}({argument:?})", self.name),
+            );
+        }
+        let pushed = outbox.push(line);
+        drop(outbox);
+        // A client that cannot take the line is dropped; its pending upcalls, this one
+        // included, are then settled as "disconnected" by its connection thread.
+        let _ = self.after_push(server, pushed);
+        Ok(id)
+    }
+
+    fn encode(&self, message: &Message) -> Result<Vec<u8>, ProtocolError> {
+        let line = message.encode()?;
+        if line.len() > self.max_line {
+            return Err(ProtocolError::LineTooLong);
+        }
+        Ok(line.into_bytes())
+    }
+
+    fn after_push(&self, server: &Server, pushed: Result<Pushed, Stuck>) -> Result<(), Error> {
+        match pushed {
+            Ok(Pushed::Sent | Pushed::Queued) => Ok(()),
+            Ok(Pushed::NowWaiting) => {
+                server.note_waiting(self.number);
+                Ok(())
+            }
+            Err(stuck) => {
+                self.drop_stuck(server, stuck);
+                Err(Error::Io(io::ErrorKind::BrokenPipe.into()))
+            }
+        }
+    }
+
+    /// Drops a client that cannot be written to. Only the first reason is logged: after it, every
+    /// write finds the outbox closed.
+    pub(super) fn drop_stuck(&self, server: &Server, stuck: Stuck) {
+        self.hang_up();
+        if !matches!(stuck, Stuck::Broken(_) | Stuck::Closed) {
+            log!(server, "{} {stuck}", self.name);
+        }
+    }
+
+    /// `REGISTER <callback>`: remembers it, up to [`MAX_CALLBACKS`]. Registering a name twice is
+    /// harmless.
+    pub(super) fn register(&self, callback: &str) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        if state.callbacks.len() >= MAX_CALLBACKS && !state.callbacks.contains(callback) {
+            return Err(format!(
+                "too many callbacks: at most {MAX_CALLBACKS} per client"
+            ));
+        }
+        state.callbacks.insert(callback.to_string());
+        Ok(())
+    }
+
+    pub(super) fn has_callback(&self, callback: &str) -> bool {
+        lock(&self.state).callbacks.contains(callback)
+    }
+
+    pub(super) fn callbacks(&self) -> Vec<String> {
+        lock(&self.state).callbacks.iter().cloned().collect()
+    }
+
+    /// Takes upcall `id` out of the pending ones: whoever does so settles it.
+    pub(super) fn take_pending(&self, id: u64) -> Option<PendingUpcall> {
+        lock(&self.state).pending.remove(&id)
+    }
+
+    /// Takes out every pending upcall past its deadline.
+    pub(super) fn take_expired(&self, now: Instant) -> Vec<(u64, PendingUpcall)> {
+        let mut state = lock(&self.state);
+        let due: Vec<u64> = state
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.is_due(now))
+            .map(|(&id, _)| id)
+            .collect();
+        due.into_iter()
+            .filter_map(|id| Some((id, state.pending.remove(&id)?)))
+            .collect()
+    }
+
+    /// The connection has ended: no more upcalls are filed, and every pending one is taken out.
+    pub(super) fn close(&self) -> Vec<(u64, PendingUpcall)> {
+        let mut state = lock(&self.state);
+        state.gone = true;
+        state.pending.drain().collect()
+    }
+
+    /// One log line about this client, of a kind it could cause many of: at most a few a second
+    /// are printed, the rest are summarised.
+    pub(super) fn note(&self, server: &Server, kind: Noise, line: fmt::Arguments<'_>) {
+        if !server.shared.log.is_on() {
+            return;
+        }
+        let verdict = lock(&self.state)
+            .repeats
+            .judge(&self.name, kind, Instant::now());
+        if let Verdict::Print { summary } = verdict {
+            if let Some(summary) = summary {
+                log!(server, "{summary}");
+            }
+            server.log(line);
+        }
+    }
+
+    /// Summaries of repeats that are due (`all`: the client is leaving, print every count).
+    pub(super) fn repeats_due(&self, now: Instant, all: bool) -> Vec<String> {
+        lock(&self.state).repeats.due(&self.name, now, all)
+    }
+
+    /// "Server full" and the like: says so in the protocol's own words, then closes.
+    pub(super) fn turn_away(&self, reason: &str) {
+        let refusal = Message::Err {
+            reason: reason.to_string(),
+        };
+        // Best effort: the client may already be gone, and the connection closes either way.
+        // A new socket's buffer is empty, so these writes do not wait.
+        let mut outbox = lock(&self.outbox);
+        for message in [&refusal, &Message::Bye] {
+            if let Ok(line) = self.encode(message) {
+                let _ = outbox.push(line);
+            }
+        }
+        drop(outbox);
+        self.hang_up();
+    }
+
+    /// Closes the connection in both directions. The client's thread, blocked in `read`, wakes
+    /// up with end-of-file and cleans up.
+    pub(super) fn hang_up(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+impl PeerState {
+    /// Files an upcall under the next id, if the client can take one.
+    fn file(
+        &mut self,
+        callback: &str,
+        pending: PendingUpcall,
+        max_pending: usize,
+    ) -> Result<u64, NotFiled> {
+        if self.gone {
+            return Err(NotFiled::Gone);
+        }
+        if !self.callbacks.contains(callback) {
+            return Err(NotFiled::NotRegistered {
+                callback: callback.to_string(),
+                registered: few_names(&self.callbacks),
+            });
+        }
+        if self.pending.len() >= max_pending {
+            return Err(NotFiled::TooManyPending);
+        }
+        self.last_upcall_id += 1;
+        self.pending.insert(self.last_upcall_id, pending);
+        Ok(self.last_upcall_id)
+    }
+
+    /// Takes back the id just filed: the upcall could not be sent.
+    fn unfile(&mut self, id: u64) {
+        self.pending.remove(&id);
+        self.last_upcall_id = id - 1;
+    }
+}
+
+/// `a, b, c` or `a, b, c, d, e and 59 more`: an error line never grows with the number of
+/// callbacks a client registered.
+fn few_names(names: &BTreeSet<String>) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<&str> = names.iter().take(SHOWN).map(String::as_str).collect();
+    match names.len().saturating_sub(SHOWN) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// A client's socket as the connection thread reads it: `&TcpStream` reads and writes too (the
+/// socket's state is in the kernel), so one descriptor behind an `Arc` serves everyone.
+pub(super) struct SharedSocket(Arc<TcpStream>);
+
+impl Read for SharedSocket {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_a_few_callbacks_and_counts_the_rest() {
+        let mut names = BTreeSet::new();
+        assert_eq!(few_names(&names), "");
+        names.extend(["a", "b", "c"].map(String::from));
+        assert_eq!(few_names(&names), "a, b, c");
+        names.extend((0..61).map(|n| format!("n{n:02}")));
+        assert_eq!(few_names(&names), "a, b, c, n00, n01 and 59 more");
+    }
+}
