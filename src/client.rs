@@ -33,8 +33,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::callbacks::{self, CALLBACKS};
-use crate::framing::{LineReader, LineWriter};
 use crate::error::Error;
+use crate::framing::{LineReader, LineWriter};
 use crate::lock;
 use crate::protocol::{self, Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT, ON_EVENT};
 

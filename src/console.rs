@@ -45,7 +45,11 @@ const MAX_CONSOLE_LINE: usize = 64 * 1024;
 /// `call` and `broadcast` run on threads of their own and print their results when the answers
 /// come; the console goes on reading meanwhile. Before `run` returns (at `quit` or at the end of
 /// input) it waits for them, so their results are never lost.
-pub fn run(server: &Server, mut input: impl BufRead, output: impl Write + Send) -> io::Result<ConsoleEnd> {
+pub fn run(
+    server: &Server,
+    mut input: impl BufRead,
+    output: impl Write + Send,
+) -> io::Result<ConsoleEnd> {
     // Lock: guards the console's output, so that one command's answer is printed in one piece.
     // Held only while printing, never while waiting for an upcall.
     let output = Mutex::new(output);
@@ -63,11 +67,17 @@ pub fn run(server: &Server, mut input: impl BufRead, output: impl Write + Send) 
             }
             if !line.ends_with(b"\n") && line.len() >= MAX_CONSOLE_LINE {
                 skip_rest_of_line(&mut input)?;
-                say(&output, format!("Ignored a console line over {MAX_CONSOLE_LINE} bytes."));
+                say(
+                    &output,
+                    format!("Ignored a console line over {MAX_CONSOLE_LINE} bytes."),
+                );
                 continue;
             }
             let Ok(text) = std::str::from_utf8(&line) else {
-                say(&output, "Ignored a line that is not UTF-8 text: the console reads UTF-8.".into());
+                say(
+                    &output,
+                    "Ignored a line that is not UTF-8 text: the console reads UTF-8.".into(),
+                );
                 continue;
             };
             let (command, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
@@ -78,10 +88,13 @@ pub fn run(server: &Server, mut input: impl BufRead, output: impl Write + Send) 
                 "list" => say(&output, list(server)),
                 "call" | "broadcast" => {
                     if take_slot.try_send(()).is_err() {
-                        say(&output, format!(
+                        say(
+                            &output,
+                            format!(
                             "{MAX_CALLS_IN_FLIGHT} calls are waiting for answers: this one starts \
                              when one of them has finished."
-                        ));
+                        ),
+                        );
                         if take_slot.send(()).is_err() {
                             continue;
                         }
@@ -100,7 +113,10 @@ pub fn run(server: &Server, mut input: impl BufRead, output: impl Write + Send) 
                 }
                 "quit" => {
                     let count = server.client_count();
-                    say(&output, format!("Saying BYE to {count} client(s) and stopping."));
+                    say(
+                        &output,
+                        format!("Saying BYE to {count} client(s) and stopping."),
+                    );
                     return Ok(ConsoleEnd::Quit);
                 }
                 other => say(&output, format!("Unknown command `{other}`. Type `help`.")),

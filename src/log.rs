@@ -278,7 +278,10 @@ mod tests {
         log.line(format_args!("after"));
         log.flush(Duration::from_secs(5));
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert!(text.contains(" lines dropped: the terminal is not keeping up\n"), "{text}");
+        assert!(
+            text.contains(" lines dropped: the terminal is not keeping up\n"),
+            "{text}"
+        );
         assert!(text.ends_with("after\n"), "{text}");
     }
 

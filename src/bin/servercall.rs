@@ -59,7 +59,11 @@ fn main() -> ExitCode {
 
     // One printing thread for the log and the console's answers, so that they come out in the
     // order they happened, and so that a paused terminal holds up only the console.
-    let log = if config.log { Log::to_stdout() } else { Log::off() };
+    let log = if config.log {
+        Log::to_stdout()
+    } else {
+        Log::off()
+    };
     let console_output: Box<dyn Write + Send> = if config.log {
         Box::new(LogWriter::new(log.clone()))
     } else {

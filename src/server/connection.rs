@@ -46,7 +46,9 @@ impl Server {
                         }
                     }
                     Ok(None) => break,
-                    Err(Error::Protocol(error)) => self.reject(peer, bad_line(error, config.max_line)),
+                    Err(Error::Protocol(error)) => {
+                        self.reject(peer, bad_line(error, config.max_line))
+                    }
                     // The socket's read timeout (the line timeout) passed: is this connection
                     // holding a slot without using it?
                     Err(error) if error.is_timeout() => {

@@ -423,7 +423,11 @@ impl Server {
     /// Copies the registry's `Arc`s out, so the registry lock is released before anyone writes to
     /// a socket. The copy may include a client that is leaving: writing to it fails harmlessly.
     fn snapshot(&self) -> Vec<Arc<Peer>> {
-        lock(&self.shared.registry).peers.values().cloned().collect()
+        lock(&self.shared.registry)
+            .peers
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn find(&self, name: &str) -> Option<Arc<Peer>> {

@@ -16,8 +16,8 @@ use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
 use super::outbox::{Outbox, Pushed, Stuck};
 use super::pending::{CallResult, Outcome, PendingUpcall};
 use super::{Server, ServerConfig};
-use crate::framing::LineReader;
 use crate::error::Error;
+use crate::framing::LineReader;
 use crate::lock;
 use crate::protocol::{Message, ProtocolError, ON_EVENT};
 
@@ -63,7 +63,10 @@ pub(super) enum NotFiled {
     /// The client is leaving.
     Gone,
     /// It did not register this callback.
-    NotRegistered { callback: String, registered: String },
+    NotRegistered {
+        callback: String,
+        registered: String,
+    },
     /// It has too many upcalls unanswered (and is dropped for it).
     TooManyPending,
     /// The line would be invalid (too long, a character the protocol refuses).
@@ -207,7 +210,11 @@ impl Peer {
         };
         // Logged before the line leaves, so the log can never show the answer before the call.
         if argument.is_empty() {
-            self.note(server, Noise::Upcall, format_args!("Upcall {id} to {}: {callback}()", self.name));
+            self.note(
+                server,
+                Noise::Upcall,
+                format_args!("Upcall {id} to {}: {callback}()", self.name),
+            );
         } else {
             self.note(
                 server,

@@ -57,7 +57,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(config: ServerConfig) -> TestServer {
-        let server = Server::new(config);
+        TestServer::serving(Server::new(config))
+    }
+
+    /// Serves `server` (made by the test, with a log of its own, say).
+    pub fn serving(server: Server) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let addr = listener.local_addr().expect("local address");
         let (done, served) = mpsc::channel();
