@@ -9,25 +9,21 @@
 //!   (`-i any`, SLL2) two clients and the console's `call`, `broadcast` and `quit`;
 //!   `sll-bad-lines` (`-i any -y LINUX_SLL`) a hand-made client sending bad lines, a line split
 //!   over two segments and two lines in one, and never answering an UPCALL.
-//! - The decoder (`tests/support/pcap_decoder.rs`) on small captures built in memory: lines split
+//! - The decoder (the `upcall-capture` crate in `tests/capture/`) on small captures built in memory: lines split
 //!   over segments, several lines in one segment, retransmissions, segments out of order, gaps,
 //!   the link layers of `-i lo`, `-i any` and the Docker bridge, IPv6, pcapng and other files it
 //!   must refuse in one sentence, and the command line of `examples/decode.rs`.
-
-#[path = "support/pcap_decoder.rs"]
-mod pcap_decoder;
 
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pcap_decoder::synth::{self, Capture, Talk};
-use pcap_decoder::{
+use upcall::protocol::{Message, ProtocolError};
+use upcall_capture::synth::{self, Capture, DataLink, Endianness, Talk, TsResolution};
+use upcall_capture::{
     cli, decode, format_conversation, pair_upcalls, Cut, DecodeError, Direction, Event, Format,
 };
-use pcap_file::{DataLink, Endianness, TsResolution};
-use upcall::protocol::{Message, ProtocolError};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +45,7 @@ fn lines(text: &str) -> Vec<&str> {
 
 /// `(capture, its .txt)` for every checked-in capture.
 fn reference_captures() -> Vec<(PathBuf, PathBuf)> {
-    pcap_decoder::checked_in_captures()
+    upcall_capture::checked_in_captures(&manifest_dir())
         .into_iter()
         .map(|pcap| {
             let txt = pcap.with_extension("txt");
@@ -73,7 +69,7 @@ fn every_reference_capture_decodes_to_the_txt_beside_it() {
         "no .pcap in pcaps/ or tests/data/: nothing to check"
     );
     for (pcap, txt) in &captures {
-        let conversation = pcap_decoder::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
+        let conversation = upcall_capture::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
             .unwrap_or_else(|error| panic!("{error}"));
         let decoded = format_conversation(&conversation.entries, Format::default());
         let expected = fs::read_to_string(txt).unwrap_or_else(|error| {
@@ -105,12 +101,12 @@ fn every_reference_capture_decodes_to_the_txt_beside_it() {
 #[test]
 fn every_byte_of_every_reference_capture_is_a_line_of_upcall_1() {
     for (pcap, _) in reference_captures() {
-        let conversation = pcap_decoder::decode_file(&pcap, upcall::protocol::DEFAULT_PORT)
+        let conversation = upcall_capture::decode_file(&pcap, upcall::protocol::DEFAULT_PORT)
             .unwrap_or_else(|error| panic!("{error}"));
         let name = display(&pcap);
         let mut lines = 0;
         for (index, entry) in conversation.entries.iter().enumerate() {
-            let line = pcap_decoder::format_entry(entry, Format::default());
+            let line = upcall_capture::format_entry(entry, Format::default());
             match &entry.event {
                 Event::Gap { .. } | Event::Unfinished { .. } => {
                     panic!(
@@ -762,7 +758,7 @@ impl Drop for TempFile {
     }
 }
 
-fn run(args: &[&str]) -> pcap_decoder::CliOutcome {
+fn run(args: &[&str]) -> upcall_capture::CliOutcome {
     cli(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
 }
 
@@ -871,7 +867,7 @@ fn the_example_explains_its_command_line() {
 
 #[test]
 fn escaping_keeps_every_byte_visible_on_one_line() {
-    use pcap_decoder::escape_bytes;
+    use upcall_capture::escape_bytes;
     assert_eq!(escape_bytes(b"plain text"), "plain text");
     assert_eq!(escape_bytes("selamat pagi ☀".as_bytes()), "selamat pagi ☀");
     assert_eq!(

@@ -3,7 +3,7 @@
 //! `pcaps/upcall.lua` is the dissector students load into Wireshark. These tests run it in
 //! `tshark` (Wireshark's command line) on every capture under `pcaps/` and `tests/data/`, and on
 //! small synthetic ones, and check, frame by frame, that it finds the same lines as the decoder in
-//! `tests/support/pcap_decoder.rs`: the same verbs, ids, callbacks and texts, the same errors for
+//! `tests/capture/` (the `upcall-capture` crate): the same verbs, ids, callbacks and texts, the same errors for
 //! bad lines, and the same UPCALL / RETURN pairs (`upcall.response_in`, `upcall.request_in`,
 //! `upcall.time`, and the `upcall.unanswered` warning on an UPCALL nobody answered).
 //!
@@ -15,9 +15,6 @@
 //! Without tshark (`apt-get install tshark`), the tests say so and pass, except under CI
 //! (`CI=true`), where a missing tshark fails them: CI must never skip them silently.
 
-#[path = "support/pcap_decoder.rs"]
-mod pcap_decoder;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write as _};
@@ -27,10 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
-use pcap_decoder::synth::{Capture, Talk};
-use pcap_decoder::{Entry, Event, Format};
-use pcap_file::DataLink;
 use upcall::protocol::Message;
+use upcall_capture::synth::{Capture, DataLink, Talk};
+use upcall_capture::{Entry, Event, Format};
 
 /// The fields compared, in the order tshark prints them (after `frame.number`).
 const FIELDS: &[&str] = &[
@@ -190,7 +186,7 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
 /// What tshark should print, from the Rust decoder's entries: the same fields, occurrences
 /// joined as tshark joins them.
 fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>> {
-    let pairings = pcap_decoder::pair_upcalls(entries);
+    let pairings = upcall_capture::pair_upcalls(entries);
     let mut frames: BTreeMap<u64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for entry in entries {
         let Event::Line { message, .. } = &entry.event else {
@@ -203,7 +199,7 @@ fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>>
         match message {
             Err(error) => add("upcall.error", error.as_str().to_string()),
             Ok(message) => {
-                for (name, value) in pcap_decoder::message_fields(message) {
+                for (name, value) in upcall_capture::message_fields(message) {
                     // tshark writes a tab in a field as `\t`.
                     add(name, value.replace('\t', "\\t"));
                 }
@@ -267,7 +263,7 @@ fn shown(value: Option<&String>) -> String {
 
 /// Compares tshark's view of one capture with the decoder's; panics with every difference.
 fn compare(pcap: &Path, port: u16) -> usize {
-    let conversation = pcap_decoder::decode_file(pcap, port)
+    let conversation = upcall_capture::decode_file(pcap, port)
         .unwrap_or_else(|error| panic!("the Rust decoder: {error}"));
     let expected = expected_fields(&conversation.entries);
     let actual = tshark_fields(pcap, port);
@@ -315,7 +311,7 @@ fn compare(pcap: &Path, port: u16) -> usize {
              decoder's view:\n{}",
             pcap.display(),
             problems.join("\n  "),
-            pcap_decoder::format_conversation(
+            upcall_capture::format_conversation(
                 &conversation.entries,
                 Format {
                     time: false,
@@ -330,7 +326,7 @@ fn compare(pcap: &Path, port: u16) -> usize {
 #[test]
 fn the_dissector_agrees_with_the_decoder_on_every_capture() {
     let Some(version) = tshark() else { return };
-    let captures = pcap_decoder::checked_in_captures();
+    let captures = upcall_capture::checked_in_captures(&manifest_dir());
     assert!(
         !captures.is_empty(),
         "no .pcap under pcaps/ or tests/data/ to check"
