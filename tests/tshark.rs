@@ -5,7 +5,9 @@
 //! small synthetic ones, and check, frame by frame, that it finds the same lines as the decoder in
 //! `tests/capture/` (the `upcall-capture` crate): the same verbs, ids, callbacks and texts, the same errors for
 //! bad lines, and the same UPCALL / RETURN pairs (`upcall.response_in`, `upcall.request_in`,
-//! `upcall.time`, and the `upcall.unanswered` warning on an UPCALL nobody answered).
+//! `upcall.time`, and the `upcall.unanswered` warning on an UPCALL nobody answered), and the same
+//! client on every line (`upcall.client`, the id of the connection's `WELCOME`), which the Info
+//! column shows first and a display filter can pick out.
 //!
 //! tshark runs as `tshark -r FILE -X lua_script:pcaps/upcall.lua -2 -Y upcall -T fields ...`:
 //! `-2` is two-pass analysis, which the dissector needs to know that an UPCALL is never answered
@@ -15,7 +17,7 @@
 //! Without tshark (`apt-get install tshark`), the tests say so and pass, except under CI
 //! (`CI=true`), where a missing tshark fails them: CI must never skip them silently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use upcall_capture::{Entry, Event, Format};
 const FIELDS: &[&str] = &[
     "upcall.verb",
     "upcall.client_id",
+    "upcall.client",
     "upcall.id",
     "upcall.callback",
     "upcall.argument",
@@ -119,8 +122,10 @@ fn tshark() -> Option<String> {
     }
 }
 
-/// Runs tshark with the dissector on a capture: the upcall fields of every frame that has any.
-fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, String>> {
+/// tshark with the dissector on a capture, two passes, showing the frames that `filter` keeps,
+/// each as the values of `fields` (several occurrences joined by [`AGGREGATOR`]), separated by
+/// [`SEPARATOR`]: its output, once tshark has succeeded without a word from Lua.
+fn run_tshark(pcap: &Path, port: u16, filter: &str, fields: &[&str]) -> String {
     let home = TempDir::new("home");
     let lua = manifest_dir().join("pcaps/upcall.lua");
     let mut command = Command::new("tshark");
@@ -142,12 +147,11 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
         // brings new bytes with old ones. The decoder puts both in place.
         .args(["-o", "tcp.reassemble_out_of_order:TRUE"])
         .args(["-o", &format!("upcall.port:{port}")])
-        .args(["-2", "-Y", "upcall", "-T", "fields"])
+        .args(["-2", "-Y", filter, "-T", "fields"])
         .args(["-E", &format!("separator={SEPARATOR}")])
         .args(["-E", &format!("aggregator={AGGREGATOR}")])
-        .args(["-E", "occurrence=a", "-E", "quote=n"])
-        .args(["-e", "frame.number"]);
-    for field in FIELDS.iter().chain([&TIME_FIELD]) {
+        .args(["-E", "occurrence=a", "-E", "quote=n"]);
+    for field in fields {
         command.args(["-e", field]);
     }
     let output = command.output().expect("run tshark");
@@ -164,7 +168,14 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
         "tshark's Lua complained on {}: {stderr}",
         pcap.display()
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs tshark with the dissector on a capture: the upcall fields of every frame that has any.
+fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, String>> {
+    let mut fields = vec!["frame.number"];
+    fields.extend(FIELDS.iter().chain([&TIME_FIELD]));
+    let stdout = run_tshark(pcap, port, "upcall", &fields);
     let mut frames = BTreeMap::new();
     for line in stdout.lines() {
         let mut values = line.split(SEPARATOR);
@@ -187,6 +198,7 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
 /// joined as tshark joins them.
 fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>> {
     let pairings = upcall_capture::pair_upcalls(entries);
+    let clients = upcall_capture::client_names(entries);
     let mut frames: BTreeMap<u64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for entry in entries {
         let Event::Line { message, .. } = &entry.event else {
@@ -196,6 +208,9 @@ fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>>
         let mut add = |name: &str, value: String| {
             fields.entry(name.to_string()).or_default().push(value);
         };
+        if let Some(client) = clients.get(&entry.connection) {
+            add("upcall.client", client.clone());
+        }
         match message {
             Err(error) => add("upcall.error", error.as_str().to_string()),
             Ok(message) => {
@@ -268,13 +283,12 @@ fn compare(pcap: &Path, port: u16) -> usize {
     let expected = expected_fields(&conversation.entries);
     let actual = tshark_fields(pcap, port);
     let mut problems = Vec::new();
-    let frames: std::collections::BTreeSet<u64> =
-        expected.keys().chain(actual.keys()).copied().collect();
+    let frames: BTreeSet<u64> = expected.keys().chain(actual.keys()).copied().collect();
     for frame in frames {
         let none = BTreeMap::new();
         let want = expected.get(&frame).unwrap_or(&none);
         let got = actual.get(&frame).unwrap_or(&none);
-        let names: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+        let names: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
         for name in names {
             let (w, g) = (want.get(name), got.get(name));
             let same = if name == TIME_FIELD {
@@ -469,4 +483,63 @@ fn the_dissector_puts_retransmitted_and_early_segments_in_place_as_the_decoder_d
     let path = write(&dir, "reorder.pcap", &talk.to_bytes());
     let frames = compare(&path, 4141);
     assert!(frames >= 8, "only {frames} frames with upcall/1");
+}
+
+/// `upcall.client` names the client of every line on each of the four reference captures, the
+/// Info column starts with it, and `upcall.client == "client-N"` keeps exactly that client's
+/// frames: the lines of the connection whose `WELCOME` gave it that id.
+#[test]
+fn the_dissector_names_each_client_and_filters_one_client() {
+    if tshark().is_none() {
+        return;
+    }
+    let references: Vec<PathBuf> = upcall_capture::checked_in_captures(&manifest_dir())
+        .into_iter()
+        .filter(|pcap| pcap.starts_with(manifest_dir().join("pcaps")))
+        .collect();
+    assert_eq!(
+        references.len(),
+        4,
+        "the reference captures: {references:?}"
+    );
+    let mut infos = Vec::new();
+    for pcap in &references {
+        let conversation = upcall_capture::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
+            .unwrap_or_else(|error| panic!("the Rust decoder: {error}"));
+        let clients = upcall_capture::client_names(&conversation.entries);
+        assert!(!clients.is_empty(), "{}: no WELCOME", pcap.display());
+        for (connection, client) in &clients {
+            let expected: BTreeSet<u64> = conversation
+                .entries
+                .iter()
+                .filter(|entry| entry.connection == *connection)
+                .filter(|entry| matches!(entry.event, Event::Line { .. }))
+                .map(|entry| entry.frame)
+                .collect();
+            let filter = format!("upcall.client == \"{client}\"");
+            let stdout = run_tshark(pcap, 4141, &filter, &["frame.number", "_ws.col.Info"]);
+            let mut shown = BTreeSet::new();
+            for line in stdout.lines() {
+                let (frame, info) = line.split_once(SEPARATOR).expect("two fields");
+                shown.insert(frame.parse::<u64>().expect("a frame number"));
+                assert!(
+                    info.starts_with(&format!("[{client}] ")),
+                    "{}: frame {frame} has the Info {info:?}, without [{client}] first",
+                    pcap.display()
+                );
+                infos.push(info.to_string());
+            }
+            assert_eq!(
+                shown,
+                expected,
+                "{}: `{filter}` shows other frames than {client}'s lines",
+                pcap.display()
+            );
+        }
+    }
+    let example = "[client-2] UPCALL 1 on_event \"Upcall event: client-1 says haii\"";
+    assert!(
+        infos.iter().any(|info| info == example),
+        "no {example:?} in {infos:#?}"
+    );
 }
