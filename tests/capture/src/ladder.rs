@@ -32,6 +32,9 @@ pub const MIN_LABEL: usize = 24;
 /// The widest round trip after an `UPCALL`'s row: `rtt 999.999 ms`.
 const ROUND_TRIP_WIDTH: usize = 14;
 
+/// The fewest columns from one client's lifeline to the next.
+const MIN_SPACING: usize = 8;
+
 /// Where each lifeline stands, and how wide a label may be.
 struct Layout {
     /// The server's lifeline, after what `--time` and `--frames` put first.
@@ -39,31 +42,48 @@ struct Layout {
     /// One column per party, in the order of [`parties`].
     clients: Vec<usize>,
     label: usize,
+    /// The widest name the header shows; a longer one keeps its end: `..laptop-1`.
+    name: usize,
 }
 
 impl Layout {
     fn new(entries: &[Entry], parties: &[Party], format: Format) -> Layout {
         let server = prefix_width(format) + "server".len() / 2;
         let longest_name = parties.iter().map(|p| p.name.chars().count()).max();
-        let spacing = longest_name.unwrap_or(0).max(6) + 2;
-        let last_name = parties.last().map_or(0, |p| p.name.chars().count());
-        // The last name, centred on its lifeline, ends in the last column; so does a round trip.
-        let mut rightmost = WIDTH - (last_name - last_name / 2);
-        if format.time {
-            rightmost = rightmost.min(WIDTH - 2 - ROUND_TRIP_WIDTH);
-        }
-        let others = spacing * parties.len().saturating_sub(1);
-        let room = rightmost.saturating_sub(others + server + ARROW_PARTS);
+        let longest_name = longest_name.unwrap_or(0).max(MIN_SPACING - 2);
+        // The last lifeline such that a name centred on it still fits, and a round trip after it.
+        let rightmost = |name: usize| {
+            let rightmost = WIDTH - (name - name / 2);
+            if format.time {
+                rightmost.min(WIDTH - 3 - ROUND_TRIP_WIDTH)
+            } else {
+                rightmost
+            }
+        };
+        let others = parties.len().saturating_sub(1);
+        let room = |spacing: usize| {
+            let name = longest_name.min(spacing - 1);
+            rightmost(name).saturating_sub(spacing * others + server + ARROW_PARTS)
+        };
+        // Names whole, if that leaves labels their room; else the clients closer together.
+        let spacing = (MIN_SPACING..=longest_name + 2)
+            .rev()
+            .find(|&spacing| room(spacing) >= MIN_LABEL)
+            .unwrap_or(MIN_SPACING);
         let longest_label = entries
             .iter()
             .map(|entry| label(&entry.event, usize::MAX).chars().count());
-        let label = longest_label.max().unwrap_or(0).min(room.max(MIN_LABEL));
+        let label = longest_label
+            .max()
+            .unwrap_or(0)
+            .min(room(spacing).max(MIN_LABEL));
         let first = server + ARROW_PARTS + label;
         let clients = (0..parties.len()).map(|k| first + k * spacing).collect();
         Layout {
             server,
             clients,
             label,
+            name: spacing - 1,
         }
     }
 
@@ -90,11 +110,8 @@ pub fn ladder(entries: &[Entry], format: Format) -> String {
     let mut header = vec![' '; layout.right() + WIDTH];
     put(&mut header, layout.server - "server".len() / 2, "server");
     for (party, &column) in parties.iter().zip(&layout.clients) {
-        put(
-            &mut header,
-            column - party.name.chars().count() / 2,
-            &party.name,
-        );
+        let name = shown_name(&party.name, layout.name);
+        put(&mut header, column - name.chars().count() / 2, &name);
     }
     push_row(&mut out, &header);
 
@@ -125,8 +142,8 @@ pub fn ladder(entries: &[Entry], format: Format) -> String {
                     Some(took) => format!("rtt {}", duration_text(took)),
                     None => "no answer".to_string(),
                 };
-                row.truncate(layout.right() + 2);
-                row.resize(layout.right() + 2, ' ');
+                row.truncate(layout.right() + 3);
+                row.resize(layout.right() + 3, ' ');
                 row.extend(round_trip.chars());
             }
         }
@@ -153,6 +170,17 @@ fn arrow(direction: Direction, label: &str, inside: usize) -> String {
         }
     }
     text
+}
+
+/// A name in at most `width` characters: whole, or its end after `..` (`..laptop-1`), as the
+/// end is what tells clients apart.
+fn shown_name(name: &str, width: usize) -> String {
+    let length = name.chars().count();
+    if length <= width {
+        return name.to_string();
+    }
+    let end: String = name.chars().skip(length + 2 - width).collect();
+    format!("..{end}")
 }
 
 /// Writes `text` into `row` from column `at`, growing the row if it must.
