@@ -42,16 +42,7 @@ fn decoded(flags: &[&str], pcap: &Path) -> String {
 /// The lab's conversation, one line a segment, 1 ms between packets.
 fn lab() -> Talk {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    talk.connect(); // 1-3
-    talk.server(b"WELCOME client-1 upcall/1\n"); // 4
-    talk.client(b"REGISTER on_event\n"); // 5
-    talk.server(b"REGISTERED on_event\n"); // 6
-    talk.client(b"MSG haii\n"); // 7
-    talk.server(b"UPCALL 1 on_event Upcall event: Processing haii\n"); // 8
-    talk.client(b"RETURN 1 ok\n"); // 9
-    talk.client(b"BYE\n"); // 10
-    talk.server(b"BYE\n"); // 11
-    talk.server_closes_first(); // 12-15
+    talk.lab();
     talk
 }
 

@@ -168,20 +168,7 @@ fn every_byte_of_every_reference_capture_is_a_line_of_upcall_1() {
 // ---------------------------------------------------------------------------------------------
 // What TCP does to lines.
 
-/// The lab's conversation, each line in a segment of its own.
-fn lab(talk: &mut Talk) {
-    talk.connect();
-    talk.server(b"WELCOME client-1 upcall/1\n");
-    talk.client(b"REGISTER on_event\n");
-    talk.server(b"REGISTERED on_event\n");
-    talk.client(b"MSG haii\n");
-    talk.server(b"UPCALL 1 on_event Upcall event: Processing haii\n");
-    talk.client(b"RETURN 1 ok\n");
-    talk.client(b"BYE\n");
-    talk.server(b"BYE\n");
-    talk.server_closes_first();
-}
-
+/// What `Talk::lab` sends, as the `.txt` shows it.
 const LAB: &str = "\
 c1 C>S [connect]
 c1 S>C WELCOME client-1 upcall/1
@@ -199,7 +186,7 @@ c1 C>S [close]
 #[test]
 fn the_lab_conversation_decodes_line_by_line() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let conversation = decode(&talk.to_bytes(), 4141, "lab").unwrap();
     assert_eq!(
         format_conversation(&conversation.entries, Format::default()),
@@ -312,7 +299,7 @@ fn a_retransmitted_syn_opens_one_connection() {
     talk.capture
         .tcp(Duration::ZERO, client, server, isn, 0, synth::SYN, &[]);
     talk.now = Duration::from_secs(1);
-    lab(&mut talk);
+    talk.lab();
     assert_eq!(text(&talk.to_bytes()), LAB);
 }
 
@@ -554,7 +541,7 @@ fn cooked_captures_of_any_interface_decode_the_same() {
         DataLink::RAW,
     ] {
         let mut talk = Talk::new(Capture::new(datalink), 40_000);
-        lab(&mut talk);
+        talk.lab();
         let conversation = decode(&talk.to_bytes(), 4141, "cooked").unwrap();
         assert_eq!(conversation.linktype, u32::from(datalink));
         assert_eq!(
@@ -574,7 +561,7 @@ fn ipv6_decodes_the_same() {
         (client, 40_000),
         (server, 4141),
     );
-    lab(&mut talk);
+    talk.lab();
     assert_eq!(text(&talk.to_bytes()), LAB);
 }
 
@@ -584,7 +571,7 @@ fn big_endian_and_nanosecond_files_decode_the_same() {
     talk.capture.endianness = Endianness::Big;
     talk.capture.ts_resolution = TsResolution::NanoSecond;
     talk.step = Duration::from_nanos(1_500);
-    lab(&mut talk);
+    talk.lab();
     let conversation = decode(&talk.to_bytes(), 4141, "be").unwrap();
     assert_eq!(
         format_conversation(&conversation.entries, Format::default()),
@@ -598,7 +585,7 @@ fn big_endian_and_nanosecond_files_decode_the_same() {
 #[test]
 fn vlan_tagged_frames_and_other_traffic_are_handled() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     // Tag every frame with an 802.1Q header, and add unrelated traffic (ARP, UDP, another port).
     let mut capture = Capture::new(DataLink::ETHERNET);
     capture.frame(Duration::ZERO, {
@@ -697,7 +684,7 @@ fn a_capture_without_the_port_says_which_ports_it_has() {
         ("127.0.0.1".parse().unwrap(), 40_000),
         ("127.0.0.1".parse().unwrap(), 4242),
     );
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     let error = decode(&bytes, 4141, "mine.pcap").unwrap_err();
     assert_eq!(
@@ -723,7 +710,7 @@ fn text_at(bytes: &[u8], port: u16) -> String {
 #[test]
 fn a_capture_cut_short_decodes_up_to_the_cut() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     // The last record (the server's ACK, 16 + 54 bytes) and the end of the client's FIN.
     let cut = &bytes[..bytes.len() - 80];
@@ -765,7 +752,7 @@ fn run(args: &[&str]) -> upcall_capture::CliOutcome {
 #[test]
 fn the_example_prints_the_txt_format() {
     let mut talk = Talk::new(Capture::new(DataLink::LINUX_SLL2), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let file = TempFile::new("lab.pcap", &talk.to_bytes());
     let outcome = run(&[&file.arg()]);
     assert_eq!((outcome.status, outcome.stderr.as_str()), (0, ""));
@@ -796,7 +783,7 @@ fn the_example_fails_with_one_sentence_and_status_1() {
 
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
     talk.server = (talk.server.0, 8080);
-    lab(&mut talk);
+    talk.lab();
     let file = TempFile::new("web.pcap", &talk.to_bytes());
     let outcome = run(&[&file.arg()]);
     assert_eq!(outcome.status, 1);
@@ -832,7 +819,7 @@ fn the_example_explains_its_command_line() {
         assert!(outcome.stderr.starts_with("decode: "), "{wrong:?}");
     }
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     let file = TempFile::new("short.pcap", &bytes[..bytes.len() - 10]);
     let outcome = run(&[&file.arg()]);

@@ -215,6 +215,23 @@ impl Talk {
         }
     }
 
+    /// The lab's conversation, each line in a segment of its own, 15 packets: the handshake
+    /// (frames 1-3), `WELCOME client-1` (4), `REGISTER on_event` and its answer (5, 6),
+    /// `MSG haii` (7), `UPCALL 1 on_event ...` (8), `RETURN 1 ok` (9), `BYE` both ways (10, 11),
+    /// and the server closing first (12-15).
+    pub fn lab(&mut self) {
+        self.connect();
+        self.server(b"WELCOME client-1 upcall/1\n");
+        self.client(b"REGISTER on_event\n");
+        self.server(b"REGISTERED on_event\n");
+        self.client(b"MSG haii\n");
+        self.server(b"UPCALL 1 on_event Upcall event: Processing haii\n");
+        self.client(b"RETURN 1 ok\n");
+        self.client(b"BYE\n");
+        self.server(b"BYE\n");
+        self.server_closes_first();
+    }
+
     /// A RST from the client.
     pub fn client_resets(&mut self) {
         let at = self.tick();
