@@ -2,12 +2,12 @@
 //! entry, the way upcalls are drawn on a whiteboard.
 //!
 //! ```text
-//! server                                                       client-1
-//!   |<-- [connect] -----------------------------------------------|
-//!   |--- WELCOME client-1 upcall/1 ------------------------------>|
-//!   |<-- MSG haii ------------------------------------------------|
-//!   |--- UPCALL 1 on_event Upcall event: Processing haii -------->|
-//!   |<-- RETURN 1 ok ---------------------------------------------|
+//! server                                                   client-1
+//!    |<-- [connect] -------------------------------------------|
+//!    |--- WELCOME client-1 upcall/1 -------------------------->|
+//!    |<-- MSG haii --------------------------------------------|
+//!    |--- UPCALL 1 on_event Upcall event: Processing haii ---->|
+//!    |<-- RETURN 1 ok -----------------------------------------|
 //! ```
 //!
 //! The server's lifeline is on the left, one per connection on the right, named by the id its
@@ -107,7 +107,7 @@ pub fn ladder(entries: &[Entry], format: Format) -> String {
     let pairings = pair_upcalls(entries);
     let mut out = String::new();
 
-    let mut header = vec![' '; layout.right() + WIDTH];
+    let mut header = Vec::new();
     put(&mut header, layout.server - "server".len() / 2, "server");
     for (party, &column) in parties.iter().zip(&layout.clients) {
         let name = shown_name(&party.name, layout.name);

@@ -5,8 +5,8 @@
 //! this crate (a dev-dependency of it) is the one place that uses `pcap-file`, to read and write
 //! the pcap container. Everything inside the packets is parsed by hand. It serves:
 //!
-//! - `tests/pcaps.rs`: every reference capture in `pcaps/` decodes to the `.txt` beside it, and
-//!   `pcaps/README.md` shows each one's ladder;
+//! - `tests/pcaps.rs`: every reference capture in `pcaps/` decodes to the `.txt` beside it;
+//! - `tests/diagrams.rs`: the ladders and Mermaid diagrams, and the READMEs that show them;
 //! - `tests/tshark.rs`: Wireshark's view (the Lua dissector `pcaps/upcall.lua`) agrees with this one;
 //! - `tests/captures.rs`: today's programs still say what the reference captures say;
 //! - `examples/decode.rs`: a student's own capture, printed in the format of the reference `.txt`.
