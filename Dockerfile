@@ -37,9 +37,11 @@ COPY src ./src
 
 # Why the [dev-dependencies] section is dropped first:
 # the programs use the standard library only ([dependencies] is empty), but the tests use
+# the capture decoder in tests/capture (a path dependency, not copied in), which uses
 # pcap-file from crates.io, and Cargo resolves dev-dependencies even for `cargo build`.
-# This image is built with no crate registry at hand (--offline), so with that section in
-# place the build would stop at "no matching package named `pcap-file` found".
+# This image is built with no crate registry at hand (--offline) and without tests/, so with
+# that section in place the build would stop at the missing tests/capture/Cargo.toml. The
+# [workspace] table stays: with no path dependency left, the workspace is the package alone.
 # awk drops every table whose header names dev-dependencies, up to the next [table]; it also
 # drops any [[test]], [[example]] or [[bench]] table, whose files (tests/, examples/) are not
 # copied in and which `cargo build --release` would not build anyway.

@@ -5,7 +5,8 @@
 --     tshark -r pcaps/upcall-basic.pcap -X lua_script:pcaps/upcall.lua -2 -Y upcall
 -- or for good, by copying it to ~/.local/lib/wireshark/plugins/ (Linux and macOS; on Windows
 -- %APPDATA%\Wireshark\plugins\). Then try the display filters `upcall`,
--- `upcall.verb == "UPCALL"`, `upcall.callback == "on_event"`, `upcall.unanswered`.
+-- `upcall.verb == "UPCALL"`, `upcall.callback == "on_event"`, `upcall.client == "client-2"`,
+-- `upcall.unanswered`.
 --
 -- upcall/1 is text, one message per line ending in "\n" (the grammar is at the top of
 -- src/protocol.rs). TCP cuts the byte stream where it likes, so one segment may carry several
@@ -13,6 +14,12 @@
 -- segment, and when a segment ends in the middle of a line it asks TCP for the next segment
 -- (pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT): the line is then shown, whole, in the frame
 -- that completed it. It checks each line exactly as the Rust parser does, and names the same error.
+--
+-- Every line carries upcall.client, the id the server's WELCOME gave the client of that TCP
+-- connection (client-1, client-2, ...), and the Info column starts with it: `[client-2] UPCALL 1
+-- on_event ...`. So `upcall.client == "client-2"` shows one client's conversation, even when all
+-- clients share one address (the lab's two clients are both 172.28.0.20), and Statistics > Flow
+-- Graph names each arrow's client.
 --
 -- Each UPCALL is paired with its RETURN or FAIL (same TCP connection, same upcall id):
 -- upcall.response_in on the UPCALL, upcall.request_in and upcall.time (how long the client took)
@@ -63,6 +70,8 @@ end
 local f = {
     verb = ProtoField.string("upcall.verb", "Verb"),
     client_id = ProtoField.string("upcall.client_id", "Client id"),
+    client = ProtoField.string("upcall.client", "Client",
+        "The id the server gave this connection's client in its WELCOME"),
     version = ProtoField.string("upcall.version", "Protocol version"),
     id = ProtoField.uint64("upcall.id", "Upcall id", base.DEC),
     callback = ProtoField.string("upcall.callback", "Callback"),
@@ -80,7 +89,7 @@ local f = {
         "From the UPCALL to its RETURN or FAIL"),
 }
 upcall.fields = {
-    f.verb, f.client_id, f.version, f.id, f.callback, f.argument, f.value, f.reason, f.text,
+    f.verb, f.client_id, f.client, f.version, f.id, f.callback, f.argument, f.value, f.reason, f.text,
     f.line, f.error, f.response_in, f.request_in, f.time,
 }
 
@@ -104,10 +113,13 @@ local tcp_stream = Field.new("tcp.stream")
 -- (pinfo.visited false), read on every later one.
 local upcalls = {}   -- key -> { frame = n, time = seconds since the capture's start }
 local answers = {}   -- key -> { frame = n, time = ... }
+-- The client of each connection, by tcp stream: the id in the first WELCOME the server sent on it.
+local clients = {}
 
 function upcall.init()
     upcalls = {}
     answers = {}
+    clients = {}
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -403,6 +415,13 @@ local function dissect_line(tvb, pinfo, tree, start, len, complete, stream)
     else
         m, err = parse(content)
     end
+    -- The server is the side on the port this dissector was called for (preference or Decode As).
+    if m and m.verb == "WELCOME" and clients[stream] == nil and pinfo.src_port == pinfo.match_uint then
+        clients[stream] = m.fields[1][2]
+    end
+    if clients[stream] then
+        item:add(f.client, clients[stream]):set_generated()
+    end
     if not m then
         item:add(f.error, tvb(start, #content), err)
         item:add_proto_expert_info(x.bad_line, err)
@@ -473,6 +492,8 @@ function upcall.dissector(tvb, pinfo, tree)
         local before = tostring(pinfo.cols.info)
         if pinfo.private.upcall_info == tostring(pinfo.number) and before ~= "" then
             pinfo.cols.info:append(", " .. info)
+        elseif clients[stream] then
+            pinfo.cols.info:set("[" .. clients[stream] .. "] " .. info)
         else
             pinfo.cols.info:set(info)
         end

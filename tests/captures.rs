@@ -10,8 +10,6 @@
 //!
 //! So a protocol change that was not re-captured fails here: run `pcaps/capture.sh` again.
 
-#[path = "support/pcap_decoder.rs"]
-mod pcap_decoder;
 mod process;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pcap_decoder::{format_entry, Direction, Entry, Event, Format};
 use process::{Program, PATIENCE};
 use upcall::server::{Server, ServerConfig};
+use upcall_capture::{format_entry, Direction, Entry, Event, Format};
 
 /// Every line that went through the proxy, as the decoder would print it, in the order the proxy
 /// passed it on: `(connection, "c1 C>S MSG haii")`.

@@ -9,25 +9,21 @@
 //!   (`-i any`, SLL2) two clients and the console's `call`, `broadcast` and `quit`;
 //!   `sll-bad-lines` (`-i any -y LINUX_SLL`) a hand-made client sending bad lines, a line split
 //!   over two segments and two lines in one, and never answering an UPCALL.
-//! - The decoder (`tests/support/pcap_decoder.rs`) on small captures built in memory: lines split
+//! - The decoder (the `upcall-capture` crate in `tests/capture/`) on small captures built in memory: lines split
 //!   over segments, several lines in one segment, retransmissions, segments out of order, gaps,
 //!   the link layers of `-i lo`, `-i any` and the Docker bridge, IPv6, pcapng and other files it
 //!   must refuse in one sentence, and the command line of `examples/decode.rs`.
-
-#[path = "support/pcap_decoder.rs"]
-mod pcap_decoder;
 
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pcap_decoder::synth::{self, Capture, Talk};
-use pcap_decoder::{
+use upcall::protocol::{Message, ProtocolError};
+use upcall_capture::synth::{self, Capture, DataLink, Endianness, Talk, TsResolution};
+use upcall_capture::{
     cli, decode, format_conversation, pair_upcalls, Cut, DecodeError, Direction, Event, Format,
 };
-use pcap_file::{DataLink, Endianness, TsResolution};
-use upcall::protocol::{Message, ProtocolError};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +45,7 @@ fn lines(text: &str) -> Vec<&str> {
 
 /// `(capture, its .txt)` for every checked-in capture.
 fn reference_captures() -> Vec<(PathBuf, PathBuf)> {
-    pcap_decoder::checked_in_captures()
+    upcall_capture::checked_in_captures(&manifest_dir())
         .into_iter()
         .map(|pcap| {
             let txt = pcap.with_extension("txt");
@@ -73,7 +69,7 @@ fn every_reference_capture_decodes_to_the_txt_beside_it() {
         "no .pcap in pcaps/ or tests/data/: nothing to check"
     );
     for (pcap, txt) in &captures {
-        let conversation = pcap_decoder::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
+        let conversation = upcall_capture::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
             .unwrap_or_else(|error| panic!("{error}"));
         let decoded = format_conversation(&conversation.entries, Format::default());
         let expected = fs::read_to_string(txt).unwrap_or_else(|error| {
@@ -105,12 +101,12 @@ fn every_reference_capture_decodes_to_the_txt_beside_it() {
 #[test]
 fn every_byte_of_every_reference_capture_is_a_line_of_upcall_1() {
     for (pcap, _) in reference_captures() {
-        let conversation = pcap_decoder::decode_file(&pcap, upcall::protocol::DEFAULT_PORT)
+        let conversation = upcall_capture::decode_file(&pcap, upcall::protocol::DEFAULT_PORT)
             .unwrap_or_else(|error| panic!("{error}"));
         let name = display(&pcap);
         let mut lines = 0;
         for (index, entry) in conversation.entries.iter().enumerate() {
-            let line = pcap_decoder::format_entry(entry, Format::default());
+            let line = upcall_capture::format_entry(entry, Format::default());
             match &entry.event {
                 Event::Gap { .. } | Event::Unfinished { .. } => {
                     panic!(
@@ -172,20 +168,7 @@ fn every_byte_of_every_reference_capture_is_a_line_of_upcall_1() {
 // ---------------------------------------------------------------------------------------------
 // What TCP does to lines.
 
-/// The lab's conversation, each line in a segment of its own.
-fn lab(talk: &mut Talk) {
-    talk.connect();
-    talk.server(b"WELCOME client-1 upcall/1\n");
-    talk.client(b"REGISTER on_event\n");
-    talk.server(b"REGISTERED on_event\n");
-    talk.client(b"MSG haii\n");
-    talk.server(b"UPCALL 1 on_event Upcall event: Processing haii\n");
-    talk.client(b"RETURN 1 ok\n");
-    talk.client(b"BYE\n");
-    talk.server(b"BYE\n");
-    talk.server_closes_first();
-}
-
+/// What `Talk::lab` sends, as the `.txt` shows it.
 const LAB: &str = "\
 c1 C>S [connect]
 c1 S>C WELCOME client-1 upcall/1
@@ -203,7 +186,7 @@ c1 C>S [close]
 #[test]
 fn the_lab_conversation_decodes_line_by_line() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let conversation = decode(&talk.to_bytes(), 4141, "lab").unwrap();
     assert_eq!(
         format_conversation(&conversation.entries, Format::default()),
@@ -316,7 +299,7 @@ fn a_retransmitted_syn_opens_one_connection() {
     talk.capture
         .tcp(Duration::ZERO, client, server, isn, 0, synth::SYN, &[]);
     talk.now = Duration::from_secs(1);
-    lab(&mut talk);
+    talk.lab();
     assert_eq!(text(&talk.to_bytes()), LAB);
 }
 
@@ -558,7 +541,7 @@ fn cooked_captures_of_any_interface_decode_the_same() {
         DataLink::RAW,
     ] {
         let mut talk = Talk::new(Capture::new(datalink), 40_000);
-        lab(&mut talk);
+        talk.lab();
         let conversation = decode(&talk.to_bytes(), 4141, "cooked").unwrap();
         assert_eq!(conversation.linktype, u32::from(datalink));
         assert_eq!(
@@ -578,7 +561,7 @@ fn ipv6_decodes_the_same() {
         (client, 40_000),
         (server, 4141),
     );
-    lab(&mut talk);
+    talk.lab();
     assert_eq!(text(&talk.to_bytes()), LAB);
 }
 
@@ -588,7 +571,7 @@ fn big_endian_and_nanosecond_files_decode_the_same() {
     talk.capture.endianness = Endianness::Big;
     talk.capture.ts_resolution = TsResolution::NanoSecond;
     talk.step = Duration::from_nanos(1_500);
-    lab(&mut talk);
+    talk.lab();
     let conversation = decode(&talk.to_bytes(), 4141, "be").unwrap();
     assert_eq!(
         format_conversation(&conversation.entries, Format::default()),
@@ -602,7 +585,7 @@ fn big_endian_and_nanosecond_files_decode_the_same() {
 #[test]
 fn vlan_tagged_frames_and_other_traffic_are_handled() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     // Tag every frame with an 802.1Q header, and add unrelated traffic (ARP, UDP, another port).
     let mut capture = Capture::new(DataLink::ETHERNET);
     capture.frame(Duration::ZERO, {
@@ -701,7 +684,7 @@ fn a_capture_without_the_port_says_which_ports_it_has() {
         ("127.0.0.1".parse().unwrap(), 40_000),
         ("127.0.0.1".parse().unwrap(), 4242),
     );
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     let error = decode(&bytes, 4141, "mine.pcap").unwrap_err();
     assert_eq!(
@@ -727,7 +710,7 @@ fn text_at(bytes: &[u8], port: u16) -> String {
 #[test]
 fn a_capture_cut_short_decodes_up_to_the_cut() {
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     // The last record (the server's ACK, 16 + 54 bytes) and the end of the client's FIN.
     let cut = &bytes[..bytes.len() - 80];
@@ -762,14 +745,14 @@ impl Drop for TempFile {
     }
 }
 
-fn run(args: &[&str]) -> pcap_decoder::CliOutcome {
+fn run(args: &[&str]) -> upcall_capture::CliOutcome {
     cli(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
 }
 
 #[test]
 fn the_example_prints_the_txt_format() {
     let mut talk = Talk::new(Capture::new(DataLink::LINUX_SLL2), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let file = TempFile::new("lab.pcap", &talk.to_bytes());
     let outcome = run(&[&file.arg()]);
     assert_eq!((outcome.status, outcome.stderr.as_str()), (0, ""));
@@ -800,7 +783,7 @@ fn the_example_fails_with_one_sentence_and_status_1() {
 
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
     talk.server = (talk.server.0, 8080);
-    lab(&mut talk);
+    talk.lab();
     let file = TempFile::new("web.pcap", &talk.to_bytes());
     let outcome = run(&[&file.arg()]);
     assert_eq!(outcome.status, 1);
@@ -836,7 +819,7 @@ fn the_example_explains_its_command_line() {
         assert!(outcome.stderr.starts_with("decode: "), "{wrong:?}");
     }
     let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 40_000);
-    lab(&mut talk);
+    talk.lab();
     let bytes = talk.to_bytes();
     let file = TempFile::new("short.pcap", &bytes[..bytes.len() - 10]);
     let outcome = run(&[&file.arg()]);
@@ -871,7 +854,7 @@ fn the_example_explains_its_command_line() {
 
 #[test]
 fn escaping_keeps_every_byte_visible_on_one_line() {
-    use pcap_decoder::escape_bytes;
+    use upcall_capture::escape_bytes;
     assert_eq!(escape_bytes(b"plain text"), "plain text");
     assert_eq!(escape_bytes("selamat pagi ☀".as_bytes()), "selamat pagi ☀");
     assert_eq!(

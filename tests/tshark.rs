@@ -3,9 +3,11 @@
 //! `pcaps/upcall.lua` is the dissector students load into Wireshark. These tests run it in
 //! `tshark` (Wireshark's command line) on every capture under `pcaps/` and `tests/data/`, and on
 //! small synthetic ones, and check, frame by frame, that it finds the same lines as the decoder in
-//! `tests/support/pcap_decoder.rs`: the same verbs, ids, callbacks and texts, the same errors for
+//! `tests/capture/` (the `upcall-capture` crate): the same verbs, ids, callbacks and texts, the same errors for
 //! bad lines, and the same UPCALL / RETURN pairs (`upcall.response_in`, `upcall.request_in`,
-//! `upcall.time`, and the `upcall.unanswered` warning on an UPCALL nobody answered).
+//! `upcall.time`, and the `upcall.unanswered` warning on an UPCALL nobody answered), and the same
+//! client on every line (`upcall.client`, the id of the connection's `WELCOME`), which the Info
+//! column shows first and a display filter can pick out.
 //!
 //! tshark runs as `tshark -r FILE -X lua_script:pcaps/upcall.lua -2 -Y upcall -T fields ...`:
 //! `-2` is two-pass analysis, which the dissector needs to know that an UPCALL is never answered
@@ -15,10 +17,7 @@
 //! Without tshark (`apt-get install tshark`), the tests say so and pass, except under CI
 //! (`CI=true`), where a missing tshark fails them: CI must never skip them silently.
 
-#[path = "support/pcap_decoder.rs"]
-mod pcap_decoder;
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -27,15 +26,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
-use pcap_decoder::synth::{Capture, Talk};
-use pcap_decoder::{Entry, Event, Format};
-use pcap_file::DataLink;
 use upcall::protocol::Message;
+use upcall_capture::synth::{Capture, DataLink, Talk};
+use upcall_capture::{Entry, Event, Format};
 
 /// The fields compared, in the order tshark prints them (after `frame.number`).
 const FIELDS: &[&str] = &[
     "upcall.verb",
     "upcall.client_id",
+    "upcall.client",
     "upcall.id",
     "upcall.callback",
     "upcall.argument",
@@ -123,8 +122,10 @@ fn tshark() -> Option<String> {
     }
 }
 
-/// Runs tshark with the dissector on a capture: the upcall fields of every frame that has any.
-fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, String>> {
+/// tshark with the dissector on a capture, two passes, showing the frames that `filter` keeps,
+/// each as the values of `fields` (several occurrences joined by [`AGGREGATOR`]), separated by
+/// [`SEPARATOR`]: its output, once tshark has succeeded without a word from Lua.
+fn run_tshark(pcap: &Path, port: u16, filter: &str, fields: &[&str]) -> String {
     let home = TempDir::new("home");
     let lua = manifest_dir().join("pcaps/upcall.lua");
     let mut command = Command::new("tshark");
@@ -146,12 +147,11 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
         // brings new bytes with old ones. The decoder puts both in place.
         .args(["-o", "tcp.reassemble_out_of_order:TRUE"])
         .args(["-o", &format!("upcall.port:{port}")])
-        .args(["-2", "-Y", "upcall", "-T", "fields"])
+        .args(["-2", "-Y", filter, "-T", "fields"])
         .args(["-E", &format!("separator={SEPARATOR}")])
         .args(["-E", &format!("aggregator={AGGREGATOR}")])
-        .args(["-E", "occurrence=a", "-E", "quote=n"])
-        .args(["-e", "frame.number"]);
-    for field in FIELDS.iter().chain([&TIME_FIELD]) {
+        .args(["-E", "occurrence=a", "-E", "quote=n"]);
+    for field in fields {
         command.args(["-e", field]);
     }
     let output = command.output().expect("run tshark");
@@ -168,7 +168,14 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
         "tshark's Lua complained on {}: {stderr}",
         pcap.display()
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs tshark with the dissector on a capture: the upcall fields of every frame that has any.
+fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, String>> {
+    let mut fields = vec!["frame.number"];
+    fields.extend(FIELDS.iter().chain([&TIME_FIELD]));
+    let stdout = run_tshark(pcap, port, "upcall", &fields);
     let mut frames = BTreeMap::new();
     for line in stdout.lines() {
         let mut values = line.split(SEPARATOR);
@@ -190,7 +197,8 @@ fn tshark_fields(pcap: &Path, port: u16) -> BTreeMap<u64, BTreeMap<String, Strin
 /// What tshark should print, from the Rust decoder's entries: the same fields, occurrences
 /// joined as tshark joins them.
 fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>> {
-    let pairings = pcap_decoder::pair_upcalls(entries);
+    let pairings = upcall_capture::pair_upcalls(entries);
+    let clients = upcall_capture::client_names(entries);
     let mut frames: BTreeMap<u64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for entry in entries {
         let Event::Line { message, .. } = &entry.event else {
@@ -200,10 +208,13 @@ fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>>
         let mut add = |name: &str, value: String| {
             fields.entry(name.to_string()).or_default().push(value);
         };
+        if let Some(client) = clients.get(&entry.connection) {
+            add("upcall.client", client.clone());
+        }
         match message {
             Err(error) => add("upcall.error", error.as_str().to_string()),
             Ok(message) => {
-                for (name, value) in pcap_decoder::message_fields(message) {
+                for (name, value) in upcall_capture::message_fields(message) {
                     // tshark writes a tab in a field as `\t`.
                     add(name, value.replace('\t', "\\t"));
                 }
@@ -267,18 +278,17 @@ fn shown(value: Option<&String>) -> String {
 
 /// Compares tshark's view of one capture with the decoder's; panics with every difference.
 fn compare(pcap: &Path, port: u16) -> usize {
-    let conversation = pcap_decoder::decode_file(pcap, port)
+    let conversation = upcall_capture::decode_file(pcap, port)
         .unwrap_or_else(|error| panic!("the Rust decoder: {error}"));
     let expected = expected_fields(&conversation.entries);
     let actual = tshark_fields(pcap, port);
     let mut problems = Vec::new();
-    let frames: std::collections::BTreeSet<u64> =
-        expected.keys().chain(actual.keys()).copied().collect();
+    let frames: BTreeSet<u64> = expected.keys().chain(actual.keys()).copied().collect();
     for frame in frames {
         let none = BTreeMap::new();
         let want = expected.get(&frame).unwrap_or(&none);
         let got = actual.get(&frame).unwrap_or(&none);
-        let names: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+        let names: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
         for name in names {
             let (w, g) = (want.get(name), got.get(name));
             let same = if name == TIME_FIELD {
@@ -315,7 +325,7 @@ fn compare(pcap: &Path, port: u16) -> usize {
              decoder's view:\n{}",
             pcap.display(),
             problems.join("\n  "),
-            pcap_decoder::format_conversation(
+            upcall_capture::format_conversation(
                 &conversation.entries,
                 Format {
                     time: false,
@@ -330,7 +340,7 @@ fn compare(pcap: &Path, port: u16) -> usize {
 #[test]
 fn the_dissector_agrees_with_the_decoder_on_every_capture() {
     let Some(version) = tshark() else { return };
-    let captures = pcap_decoder::checked_in_captures();
+    let captures = upcall_capture::checked_in_captures(&manifest_dir());
     assert!(
         !captures.is_empty(),
         "no .pcap under pcaps/ or tests/data/ to check"
@@ -473,4 +483,63 @@ fn the_dissector_puts_retransmitted_and_early_segments_in_place_as_the_decoder_d
     let path = write(&dir, "reorder.pcap", &talk.to_bytes());
     let frames = compare(&path, 4141);
     assert!(frames >= 8, "only {frames} frames with upcall/1");
+}
+
+/// `upcall.client` names the client of every line on each of the four reference captures, the
+/// Info column starts with it, and `upcall.client == "client-N"` keeps exactly that client's
+/// frames: the lines of the connection whose `WELCOME` gave it that id.
+#[test]
+fn the_dissector_names_each_client_and_filters_one_client() {
+    if tshark().is_none() {
+        return;
+    }
+    let references: Vec<PathBuf> = upcall_capture::checked_in_captures(&manifest_dir())
+        .into_iter()
+        .filter(|pcap| pcap.starts_with(manifest_dir().join("pcaps")))
+        .collect();
+    assert_eq!(
+        references.len(),
+        4,
+        "the reference captures: {references:?}"
+    );
+    let mut infos = Vec::new();
+    for pcap in &references {
+        let conversation = upcall_capture::decode_file(pcap, upcall::protocol::DEFAULT_PORT)
+            .unwrap_or_else(|error| panic!("the Rust decoder: {error}"));
+        let clients = upcall_capture::client_names(&conversation.entries);
+        assert!(!clients.is_empty(), "{}: no WELCOME", pcap.display());
+        for (connection, client) in &clients {
+            let expected: BTreeSet<u64> = conversation
+                .entries
+                .iter()
+                .filter(|entry| entry.connection == *connection)
+                .filter(|entry| matches!(entry.event, Event::Line { .. }))
+                .map(|entry| entry.frame)
+                .collect();
+            let filter = format!("upcall.client == \"{client}\"");
+            let stdout = run_tshark(pcap, 4141, &filter, &["frame.number", "_ws.col.Info"]);
+            let mut shown = BTreeSet::new();
+            for line in stdout.lines() {
+                let (frame, info) = line.split_once(SEPARATOR).expect("two fields");
+                shown.insert(frame.parse::<u64>().expect("a frame number"));
+                assert!(
+                    info.starts_with(&format!("[{client}] ")),
+                    "{}: frame {frame} has the Info {info:?}, without [{client}] first",
+                    pcap.display()
+                );
+                infos.push(info.to_string());
+            }
+            assert_eq!(
+                shown,
+                expected,
+                "{}: `{filter}` shows other frames than {client}'s lines",
+                pcap.display()
+            );
+        }
+    }
+    let example = "[client-2] UPCALL 1 on_event \"Upcall event: client-1 says haii\"";
+    assert!(
+        infos.iter().any(|info| info == example),
+        "no {example:?} in {infos:#?}"
+    );
 }
