@@ -216,6 +216,33 @@ impl Expired for Option<Instant> {
     }
 }
 
+/// How many finished handshakes the kernel may hold for `accept`: Linux's own cap
+/// (`net.core.somaxconn`, 4096 by default) applies on top.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Lets the kernel queue up to [`LISTEN_BACKLOG`] new connections for the accept loop.
+///
+/// std's `TcpListener::bind` asks for a queue of 128. When a class connects at once, the accept
+/// loop shares two cores with thousands of new client threads, and 128 connections arrive before
+/// it runs again; the kernel drops the rest, and each of those clients waits a second (then three,
+/// then seven) for its SYN to be retried: 5,000 clients took 13 s here. Calling `listen` again on a
+/// listening socket only changes the length of its queue (POSIX and Linux say so), and std has no
+/// way to ask for that, so this is the crate's one call into the C library directly. On other
+/// systems it does nothing, and the queue stays at 128.
+#[cfg(unix)]
+pub fn widen_listen_queue(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn listen(socket: i32, backlog: i32) -> i32;
+    }
+    // SAFETY: `listen` takes a file descriptor and a number and touches no memory of ours; the
+    // descriptor stays open for the call because `listener` is borrowed.
+    let _ = unsafe { listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+}
+
+#[cfg(not(unix))]
+pub fn widen_listen_queue(_listener: &std::net::TcpListener) {}
+
 /// How many client threads this machine lets one process hold, and which limit says so.
 ///
 /// Each client costs a thread, and each thread four memory maps (its stack and guard page, and

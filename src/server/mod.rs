@@ -250,6 +250,7 @@ impl Server {
     /// So a `starter` thread starts them, and the loop is back in `accept` at once.
     pub fn serve(&self, listener: TcpListener) -> io::Result<()> {
         let _ = self.shared.local_addr.set(listener.local_addr()?);
+        limits::widen_listen_queue(&listener);
         // `quit` may come before this point; then `shutdown` found no address to wake.
         if self.is_stopping() {
             return Ok(());
