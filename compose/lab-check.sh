@@ -6,11 +6,15 @@
 #
 # The steps are the lab sheet's, with the same commands:
 #   1. docker compose -f compose/upcall.yml up -d            both containers run (built first)
-#   2. tcpdump -nvi br-upcall -w FILE -Z root                capture on the lab bridge
+#   2. tcpdump -nvi br-upcall -w FILE -Z root                capture on the lab bridge (Linux host)
+#      docker compose ... exec upcall-server tcpdump ... -w /captures/upcall.pcap
+#                                                            and -w - (live): any laptop's capture
 #   3. docker compose ... exec -T upcall-server servercall    the server, console on a FIFO
 #   4. printf 'haii\nhalo\nbye\n' | docker compose ... exec -T upcall-client clientcall
+#      then the any-laptop captures decode to pcaps/upcall-basic.txt
 #   5. a second client; nc typing the protocol by hand; console `call client-2 hostname`, `quit`
 #   6. the capture holds the upcall/1 conversation between 172.28.0.20 and 172.28.0.10:4141
+#   6b. class mode: compose/class.yml publishes the port; clientcall on the host reaches the server
 #   7. ip a show br-upcall                                    the host's side is 172.28.0.1
 #   8. docker compose -f compose/upcall.yml down             nothing is left behind
 #
@@ -19,7 +23,9 @@
 # and prints the server log and the client transcripts.
 #
 # Output files go to target/lab-check/ (or $UPCALL_LAB_OUT): server.log, client-1.txt,
-# client-2.txt, upcall.pcap, tcpdump.log, ip-a.txt. UPCALL_LAB_VERBOSE=1 prints them at the end.
+# client-2.txt, upcall.pcap, tcpdump.log, ip-a.txt, live.pcap, class-*.txt. The any-laptop
+# capture is where the README puts it, captures/upcall.pcap (an older one there is replaced).
+# UPCALL_LAB_VERBOSE=1 prints them at the end.
 set -uo pipefail
 
 # /usr/bin first: the docker client that came with the daemon (see .ci/docker-setup.sh).
@@ -36,6 +42,12 @@ SERVER_LOG="$OUT/server.log"
 CLIENT1="$OUT/client-1.txt"
 CLIENT2="$OUT/client-2.txt"
 NC_LOG="$OUT/nc-session.txt"
+# The any-laptop capture: written inside the server container to /captures, which is the
+# repository's captures/ folder (compose/upcall.yml mounts it); and the live one, streamed out.
+LAPTOP_PCAP="$ROOT/captures/upcall.pcap"
+LIVE_PCAP="$OUT/live.pcap"
+CLASS_LOG="$OUT/class-server.txt"
+CLASS_CLIENT="$OUT/class-client.txt"
 SERVER_IP=172.28.0.10
 CLIENT_IP=172.28.0.20
 GATEWAY=172.28.0.1
@@ -47,6 +59,8 @@ current="0. preparing"
 tcpdump_pid=""
 server_pid=""
 client2_pid=""
+laptop_pid=""        # the docker compose exec jobs that run tcpdump in the server container
+live_pid=""
 compose_started=no   # the trap runs `compose down` only once the run got that far
 started=$(date +%s)
 
@@ -72,7 +86,7 @@ cleanup() {
     if [ -n "$tcpdump_pid" ] && kill -0 "$tcpdump_pid" 2>/dev/null; then
         kill -INT "$tcpdump_pid" 2>/dev/null; wait_exit "$tcpdump_pid" 10 || kill -KILL "$tcpdump_pid" 2>/dev/null
     fi
-    for pid in $client2_pid $server_pid; do
+    for pid in $client2_pid $server_pid $laptop_pid $live_pid; do
         kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
     done
     if [ "$compose_started" = yes ]; then
@@ -105,7 +119,9 @@ trap 'exit 130' INT TERM
 mkdir -p "$OUT" || exit 2
 # Only the files of an earlier run (not `rm -rf "$OUT"`: $UPCALL_LAB_OUT may be any folder).
 rm -f "$OUT"/{upcall.pcap,capture.txt,decoded.txt,decode.log,server.log,client-1.txt,client-2.txt,nc-session.txt,console.fifo,client-2.fifo} \
-      "$OUT"/{tcpdump.log,ip-a.txt,up.log,down.log,down-before.log,down-trap.log}
+      "$OUT"/{tcpdump.log,ip-a.txt,up.log,down.log,down-before.log,down-trap.log} \
+      "$OUT"/{live.pcap,laptop-tcpdump.log,live-tcpdump.log,laptop-decoded.txt,live-decoded.txt} \
+      "$OUT"/{class-up.log,class-server.txt,class-client.txt,class-console.fifo} "$LAPTOP_PCAP"
 [ "$(id -u)" -eq 0 ] || { echo "lab-check: run me as root (tcpdump on the bridge)" >&2; exit 2; }
 for tool in docker tcpdump ip timeout mkfifo; do
     command -v "$tool" >/dev/null || { echo "lab-check: $tool is missing: run .ci/docker-setup.sh first" >&2; exit 2; }
@@ -149,6 +165,21 @@ else
     fail "tcpdump did not start listening on br-upcall within 15s"
 fi
 
+# ---------------------------------------------------------------- 2b. the any-laptop capture
+step "2b. docker compose -f compose/upcall.yml exec -T upcall-server tcpdump ... -w /captures/upcall.pcap, and -w - (live)"
+# The README's commands for Docker Desktop, where the host cannot see the bridge: tcpdump runs
+# in the server container. -T here because nobody sits at a terminal; the live one needs -T
+# anyway (a terminal would turn every \n of the binary stream into \r\n).
+"${COMPOSE[@]}" exec -T upcall-server tcpdump -i eth0 -U -Z root -w /captures/upcall.pcap tcp port 4141 \
+    2>"$OUT/laptop-tcpdump.log" &
+laptop_pid=$!
+"${COMPOSE[@]}" exec -T upcall-server tcpdump -i eth0 -U -w - tcp port 4141 \
+    >"$LIVE_PCAP" 2>"$OUT/live-tcpdump.log" &
+live_pid=$!
+for log in laptop-tcpdump.log live-tcpdump.log; do
+    check "tcpdump in upcall-server is listening on eth0 ($log)" wait_for "$OUT/$log" "listening on eth0" 20
+done
+
 # ---------------------------------------------------------------- 3. server
 step "3. docker compose -f compose/upcall.yml exec -T upcall-server servercall (console on a FIFO)"
 mkfifo "$OUT/console.fifo" "$OUT/client-2.fifo"
@@ -176,6 +207,40 @@ check "server logged: Connection from: $CLIENT_IP:<port> (client-1)" \
     wait_for_re "$SERVER_LOG" "Connection from: $CLIENT_IP:[0-9]+ \(client-1\)" 10
 check "server logged: Received from client-1: haii" wait_for "$SERVER_LOG" "Received from client-1: haii" 10
 check "server logged: client-1 returned for upcall 1: ok" wait_for "$SERVER_LOG" "client-1 returned for upcall 1: ok" 10
+
+# ---------------------------------------------------------------- 4b. the any-laptop capture
+step "4b. stop the tcpdumps in upcall-server (Ctrl-C); captures/upcall.pcap is client-1's conversation"
+check "server logged: client-1 disconnected" wait_for "$SERVER_LOG" "client-1 disconnected" 10
+# A student presses Ctrl-C seconds later; wait a little too, so that the last packets have
+# left the kernel's capture buffer (the README's command has no --immediate-mode).
+sleep 2
+# Ctrl-C is SIGINT to tcpdump inside the container. `docker top` gives the host PIDs of the
+# container's processes: the two tcpdumps this run started there, stopped by PID.
+mapfile -t tcpdump_pids < <(timeout 20 docker top upcall-server -eo pid,comm | awk '$2 == "tcpdump" { print $1 }')
+check "docker top shows the two tcpdumps in upcall-server (PIDs ${tcpdump_pids[*]})" \
+    test "${#tcpdump_pids[@]}" -eq 2
+for pid in "${tcpdump_pids[@]}"; do kill -INT "$pid"; done
+for job in laptop_pid live_pid; do
+    if wait_exit "${!job}" 15; then
+        check "the docker compose exec of that tcpdump ended (exit $exit_status)" test "$exit_status" -eq 0
+    else
+        fail "tcpdump in upcall-server did not stop within 15s of SIGINT"
+    fi
+    printf -v "$job" '%s' ""
+done
+check "captures/upcall.pcap is on the host" test -s "$LAPTOP_PCAP"
+mode=$(stat -c %a "$LAPTOP_PCAP")
+check "captures/upcall.pcap is readable by every user (mode $mode)" test $(( 8#$mode & 8#004 )) -ne 0
+for pcap in "$LAPTOP_PCAP" "$LIVE_PCAP"; do
+    name=$(basename "$pcap" .pcap)
+    [ "$pcap" = "$LAPTOP_PCAP" ] && name=laptop
+    if timeout 300 cargo run -q --example decode -- "$pcap" >"$OUT/$name-decoded.txt" 2>"$OUT/decode.log"; then
+        check "cargo run -q --example decode -- ${pcap#"$ROOT"/} | diff pcaps/upcall-basic.txt -" \
+            diff pcaps/upcall-basic.txt "$OUT/$name-decoded.txt"
+    else
+        fail "cargo run --example decode could not read $pcap (see $OUT/decode.log)"
+    fi
+done
 
 # ---------------------------------------------------------------- 5. console call
 step "5. a second client; console: list, call client-2 hostname, quit"
@@ -245,30 +310,78 @@ else
     fail "cargo run --example decode could not read the capture (see $OUT/decode.log)"
 fi
 
+# ---------------------------------------------------------------- 6b. class mode
+step "6b. class mode: compose/class.yml publishes port 4141; clientcall on the host"
+# A free host port instead of 4141, which a servercall on this machine may be using.
+class_port=""
+for candidate in $(seq 14141 14199); do
+    if [ -z "$(ss -ltnH "sport = :$candidate" 2>/dev/null)" ]; then class_port=$candidate; break; fi
+done
+check "a free host port for the class server ($class_port)" test -n "$class_port"
+if UPCALL_CLASS_PORT=$class_port timeout 120 "${COMPOSE[@]}" -f compose/class.yml up -d >"$OUT/class-up.log" 2>&1; then
+    ok "docker compose -f compose/upcall.yml -f compose/class.yml up -d (host port $class_port)"
+else
+    fail "compose up with compose/class.yml failed (see $OUT/class-up.log)"
+fi
+check "docker port upcall-server shows 4141/tcp on host port $class_port" \
+    grep -qE ":$class_port\$" <(timeout 20 docker port upcall-server 4141/tcp)
+mkfifo "$OUT/class-console.fifo"
+exec 3<>"$OUT/class-console.fifo"
+timeout 120 "${COMPOSE[@]}" exec -T upcall-server servercall <"$OUT/class-console.fifo" >"$CLASS_LOG" 2>&1 &
+server_pid=$!
+check "class server says: servercall listening on 0.0.0.0:$PORT (upcall/1)" \
+    wait_for "$CLASS_LOG" "servercall listening on 0.0.0.0:$PORT (upcall/1)" 30
+# A student's laptop: clientcall built with cargo on the host, through the published port.
+printf 'haii\nhalo\nbye\n' | timeout 300 cargo run -q --bin clientcall -- --server "127.0.0.1:$class_port" >"$CLASS_CLIENT" 2>&1
+status=$?
+check "clientcall on the host exits 0 (got $status)" test "$status" -eq 0
+expected_class_client="Connected to 127.0.0.1:$class_port as client-1.
+Enter message: Received upcall from server: Upcall event: Processing haii
+Enter another message: Received upcall from server: Upcall event: Processing halo
+Enter another message: "
+check "clientcall on the host got both upcalls" diff <(printf '%s\n' "$expected_class_client") "$CLASS_CLIENT"
+check "class server logged: Connection from: <the host's side>:<port> (client-1)" \
+    wait_for_re "$CLASS_LOG" "Connection from: [0-9.]+:[0-9]+ \(client-1\)" 10
+check "class server logged: client-1 returned for upcall 2: ok" \
+    wait_for "$CLASS_LOG" "client-1 returned for upcall 2: ok" 10
+echo "quit" >&3
+if wait_exit "$server_pid" 20; then
+    check "class server exits 0 after quit (got $exit_status)" test "$exit_status" -eq 0
+else
+    fail "class server did not exit within 20s of 'quit'"
+fi
+server_pid=""
+exec 3>&-
+
 # ---------------------------------------------------------------- 7. the bridge
 step "7. ip a show br-upcall"
 ip a show br-upcall >"$OUT/ip-a.txt" 2>&1
 check "br-upcall has $GATEWAY/24" grep -qF "inet $GATEWAY/24" "$OUT/ip-a.txt"
 
 # ---------------------------------------------------------------- 7b. the README
-step "7b. the README's lab samples are this run's output"
-# readme_sample NAME: the fenced block after `<!-- sample: NAME -->` in README.md.
+step "7b. the READMEs' lab samples are this run's output"
+# readme_sample NAME [FILE]: the fenced block after `<!-- sample: NAME -->` in FILE (README.md).
 readme_sample() {
     awk -v marker="<!-- sample: $1 -->" '
         $0 == marker { found = 1; next }
         found && /^```/ { if (inside) exit; inside = 1; next }
-        inside { print }' README.md
+        inside { print }' "${2:-README.md}"
 }
 # Client ports, interface numbers and MAC addresses differ from run to run; nothing else may.
 normalise() { sed -E 's/(172\.28\.0\.[0-9]+):[0-9]+/\1:PORT/g; s/^[0-9]+: /N: /; s/ether [0-9a-f:]+/ether MAC/; s/fe80::[0-9a-f:]+/fe80::X/'; }
-check "README sample lab-client is client-1's transcript" \
-    diff <(readme_sample lab-client) "$CLIENT1"
-check "README sample lab-server is the start of the server's log" \
-    diff <(readme_sample lab-server | normalise) \
-         <(head -n "$(readme_sample lab-server | wc -l)" "$SERVER_LOG" | normalise)
-check "README sample lab-bridge is what ip a shows" \
-    diff <(readme_sample lab-bridge | normalise) \
-         <(head -n "$(readme_sample lab-bridge | wc -l)" "$OUT/ip-a.txt" | normalise)
+for readme in README.md README.id.md; do
+    for name in lab-client lab-server lab-bridge; do
+        check "$readme has the sample $name" test -n "$(readme_sample "$name" "$readme")"
+    done
+    check "$readme sample lab-client is client-1's transcript" \
+        diff <(readme_sample lab-client "$readme") "$CLIENT1"
+    check "$readme sample lab-server is the start of the server's log" \
+        diff <(readme_sample lab-server "$readme" | normalise) \
+             <(head -n "$(readme_sample lab-server "$readme" | wc -l)" "$SERVER_LOG" | normalise)
+    check "$readme sample lab-bridge is what ip a shows" \
+        diff <(readme_sample lab-bridge "$readme" | normalise) \
+             <(head -n "$(readme_sample lab-bridge "$readme" | wc -l)" "$OUT/ip-a.txt" | normalise)
+done
 
 # ---------------------------------------------------------------- 8. down
 step "8. docker compose -f compose/upcall.yml down"

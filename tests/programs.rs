@@ -6,7 +6,10 @@
 
 mod process;
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 
 use process::{run_with_input, Program, PATIENCE};
@@ -280,15 +283,47 @@ fn the_client_survives_a_misbehaving_server() {
 
 /// More clients than the machine can hold threads for would abort the whole server at the first
 /// thread too many: the server holds its limit below that and says so.
+///
+/// The note is on stderr and the server's first line on stdout. Each stream is read on its own,
+/// up to its first newline: read together as they arrive, a note written in pieces could have
+/// stdout's line land in the middle of it.
 #[test]
 fn an_impossible_max_clients_is_lowered_with_a_note() {
-    let (server, _port) = Program::servercall(&["--max-clients", "10000000"]);
-    // The note goes to stderr before the server listens; stderr is collected by a thread of its
-    // own, so it may land in the output a moment after stdout's first line.
-    let note = "servercall: --max-clients 10000000 is more than this machine allows (";
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !server.text().contains(note) {
-        assert!(std::time::Instant::now() < deadline, "{}", server.text());
-        thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut server = Command::new(env!("CARGO_BIN_EXE_servercall"))
+        .args(["--max-clients", "10000000", "--listen", "127.0.0.1:0"])
+        .env_remove("UPCALL_LISTEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("servercall starts");
+    let stderr = first_line(server.stderr.take().unwrap());
+    let stdout = first_line(server.stdout.take().unwrap());
+    let (stderr, stdout) = (stderr.recv_timeout(PATIENCE), stdout.recv_timeout(PATIENCE));
+    // Only our own child, by its handle; before any assertion, so a failure leaves nothing behind.
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = stderr.expect("a line on stderr in time");
+    let stdout = stdout.expect("a line on stdout in time");
+    assert!(
+        stderr.starts_with("servercall: --max-clients 10000000 is more than this machine allows ("),
+        "{stderr}"
+    );
+    assert!(stderr.contains("); using "), "{stderr}");
+    assert!(
+        stdout.starts_with("servercall listening on 127.0.0.1:"),
+        "{stdout}"
+    );
+}
+
+/// The first line of a stream (up to and with its newline, or all of it if it ends first), read by
+/// a thread of its own; the receiver gets it once it is whole.
+fn first_line(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (line, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = BufReader::new(stream).read_until(b'\n', &mut bytes);
+        let _ = line.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    receiver
 }

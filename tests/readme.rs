@@ -1,26 +1,43 @@
 //! The README's sample output is real output: each block marked `<!-- sample: NAME -->` is compared
 //! with what the programs print when run the way the README says. Only port numbers may differ
 //! (the tests use a port the system picks, the README shows 4141 and the port a client happened to
-//! get).
+//! get). The Indonesian guide, README.id.md, carries the same samples, checked the same way, and
+//! every command block of README.md letter for letter.
+//!
+//! The lab's samples (`lab-*`) need Docker: `compose/lab-check.sh` checks those, in both files.
 
 mod process;
 
 use process::{run_with_input, Program};
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+/// The two guides whose samples and commands are checked.
+const READMES: [&str; 2] = ["README.md", "README.id.md"];
+
+fn read(file: &str) -> String {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
-/// The text of the fenced block right after `<!-- sample: NAME -->`.
-fn sample(name: &str) -> String {
-    let readme = readme();
+/// The text of the fenced block right after `<!-- sample: NAME -->` in `file`.
+fn sample(file: &str, name: &str) -> String {
+    let readme = read(file);
     let marker = format!("<!-- sample: {name} -->\n```text\n");
     let start = readme
         .find(&marker)
-        .unwrap_or_else(|| panic!("README has no sample {name}"))
+        .unwrap_or_else(|| panic!("{file} has no sample {name}"))
         + marker.len();
     let end = start + readme[start..].find("```").expect("the block ends");
     readme[start..end].to_string()
+}
+
+/// The names of the samples in a Markdown text, in order.
+fn sample_names(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|line| line.strip_prefix("<!-- sample: "))
+        .filter_map(|rest| rest.strip_suffix(" -->"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// `127.0.0.1:51018` and `127.0.0.1:4141` both become `127.0.0.1:PORT`.
@@ -38,35 +55,50 @@ fn without_ports(text: &str) -> String {
 
 #[test]
 fn the_client_sample_is_real() {
-    let (_server, port) = Program::servercall(&[]);
-    let client = run_with_input(
-        env!("CARGO_BIN_EXE_clientcall"),
-        &["--server", &format!("127.0.0.1:{port}")],
-        "haii\nhalo\nbye\n",
-    );
-    let transcript = String::from_utf8_lossy(&client.stdout);
-    assert_eq!(without_ports(&transcript), without_ports(&sample("client")));
+    for readme in READMES {
+        let (_server, port) = Program::servercall(&[]);
+        let client = run_with_input(
+            env!("CARGO_BIN_EXE_clientcall"),
+            &["--server", &format!("127.0.0.1:{port}")],
+            "haii\nhalo\nbye\n",
+        );
+        let transcript = String::from_utf8_lossy(&client.stdout);
+        assert_eq!(
+            without_ports(&transcript),
+            without_ports(&sample(readme, "client")),
+            "{readme}"
+        );
+    }
 }
 
 #[test]
 fn the_server_log_sample_is_real() {
-    let (mut server, port) = Program::servercall(&[]);
-    run_with_input(
-        env!("CARGO_BIN_EXE_clientcall"),
-        &["--server", &format!("127.0.0.1:{port}")],
-        "haii\nhalo\nbye\n",
-    );
-    server.wait_for("client-1 disconnected");
-    assert_eq!(
-        without_ports(&server.text()),
-        without_ports(&sample("server-log"))
-    );
+    for readme in READMES {
+        let (mut server, port) = Program::servercall(&[]);
+        run_with_input(
+            env!("CARGO_BIN_EXE_clientcall"),
+            &["--server", &format!("127.0.0.1:{port}")],
+            "haii\nhalo\nbye\n",
+        );
+        server.wait_for("client-1 disconnected");
+        assert_eq!(
+            without_ports(&server.text()),
+            without_ports(&sample(readme, "server-log")),
+            "{readme}"
+        );
+    }
 }
 
 /// The console sample interleaves what the operator types with what the server prints: type each
 /// command, wait for the lines the README shows after it, and rebuild the session from both.
 #[test]
 fn the_console_sample_is_real() {
+    for readme in READMES {
+        console_session_matches(readme);
+    }
+}
+
+fn console_session_matches(readme: &str) {
     let (mut server, port) = Program::servercall(&[]);
     let mut client = Program::clientcall(port, &[]);
     for message in ["haii", "halo"] {
@@ -79,7 +111,7 @@ fn the_console_sample_is_real() {
             .iter()
             .any(|command| line.starts_with(command))
     };
-    let expected = sample("console");
+    let expected = sample(readme, "console");
     let mut lines = expected.lines().peekable();
     let mut session = String::new();
     while let Some(command) = lines.next() {
@@ -101,37 +133,67 @@ fn the_console_sample_is_real() {
         session.push('\n');
         session.push_str(&printed[printed_before..end]);
     }
-    assert_eq!(without_ports(&session), without_ports(&expected));
+    assert_eq!(
+        without_ports(&session),
+        without_ports(&expected),
+        "{readme}"
+    );
 }
 
-/// The commands of a Markdown text: every line of its fenced blocks that have no language tag
-/// (sample output is fenced as `text`).
-fn commands(markdown: &str) -> Vec<String> {
-    let mut commands = Vec::new();
-    let mut inside = None;
+/// The command blocks of a Markdown text: every fenced block that is not sample output (sample
+/// output is fenced as `text`), whole, with its language tag (none, or `powershell`).
+fn command_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut inside: Option<(bool, String)> = None;
     for line in markdown.lines() {
-        match (&inside, line.strip_prefix("```")) {
-            (None, Some(tag)) => inside = Some(tag.is_empty()),
-            (Some(_), Some(_)) => inside = None,
-            (Some(true), None) if !line.trim().is_empty() => commands.push(line.to_string()),
-            _ => {}
+        match (&mut inside, line.strip_prefix("```")) {
+            (None, Some(tag)) => inside = Some((tag != "text", format!("{line}\n"))),
+            (Some((is_command, block)), Some(_)) => {
+                if *is_command {
+                    block.push_str("```\n");
+                    blocks.push(std::mem::take(block));
+                }
+                inside = None;
+            }
+            (Some((_, block)), None) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, None) => {}
         }
     }
-    commands.sort();
-    commands.dedup();
-    commands
+    assert!(inside.is_none(), "a fenced block is not closed");
+    blocks
 }
 
-/// The Indonesian lab guide and the README's lab section give the same commands, letter for
-/// letter: a translation must never change what a student types.
+/// The Indonesian guide gives every command block of the README letter for letter, and no command
+/// the README does not give: a translation must never change what a student types.
 #[test]
-fn the_indonesian_lab_guide_has_the_same_commands() {
-    let readme = readme();
-    let start = readme.find("\n## Lab").expect("README has a Lab section");
-    let end = start + 1 + readme[start + 1..].find("\n## ").unwrap();
-    let english = commands(&readme[start..end]);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.id.md");
-    let indonesian = commands(&std::fs::read_to_string(path).unwrap());
-    assert!(english.len() >= 8, "{english:?}");
-    assert_eq!(english, indonesian);
+fn the_indonesian_guide_has_every_command_block() {
+    let english = command_blocks(&read("README.md"));
+    let indonesian = command_blocks(&read("README.id.md"));
+    assert!(english.len() >= 30, "{} command blocks", english.len());
+    let missing: Vec<&String> = english.iter().filter(|b| !indonesian.contains(b)).collect();
+    assert!(missing.is_empty(), "README.id.md lacks:\n{missing:#?}");
+    let extra: Vec<&String> = indonesian.iter().filter(|b| !english.contains(b)).collect();
+    assert!(
+        extra.is_empty(),
+        "README.id.md has blocks README.md lacks:\n{extra:#?}"
+    );
+}
+
+/// The Indonesian guide shows the same samples as the README (the programs print English), in
+/// the same order; the tests above run each of them against the programs.
+#[test]
+fn the_indonesian_guide_has_the_same_samples() {
+    let english = sample_names(&read("README.md"));
+    assert!(english.len() >= 6, "{english:?}");
+    assert_eq!(sample_names(&read("README.id.md")), english);
+    for name in &english {
+        assert_eq!(
+            sample("README.id.md", name),
+            sample("README.md", name),
+            "{name}"
+        );
+    }
 }
