@@ -24,14 +24,14 @@
 //! # The upcall, step by step
 //!
 //! 1. Something decides to call `callback(argument)` on a client: a `MSG` (the sender's own
-//!    connection thread, [`connection.rs`](connection)), or the console's `call`/`broadcast` (the
-//!    operator's thread, [`pending.rs`](pending)).
-//! 2. `Peer::upcall` ([`peer.rs`](peer)) picks the next upcall id, files a pending upcall under that
+//!    connection thread, `connection.rs`), or the console's `call`/`broadcast` (the
+//!    operator's thread, `pending.rs`).
+//! 2. `Peer::upcall` (`peer.rs`) picks the next upcall id, files a pending upcall under that
 //!    id, and puts `UPCALL <id> <callback> <argument>` in the client's outbox. It does **not** wait
 //!    for the answer.
 //! 3. The answer, `RETURN <id> <value>` or `FAIL <id> <reason>`, arrives on the client's socket and is
 //!    therefore read by that client's connection thread, which takes the pending entry out and
-//!    *settles* it ([`pending.rs`](pending)): whoever waits is told, or the log says how it ended.
+//!    *settles* it (`pending.rs`): whoever waits is told, or the log says how it ended.
 //!
 //! Step 2 never waits because of step 3: if the connection thread sent an upcall and then waited for
 //! its answer, nobody would be reading the socket the answer arrives on. That thread would wait
@@ -45,7 +45,7 @@
 //!
 //! - **Nobody waits for a slow reader.** Writing to a client that stopped reading would block the
 //!   writer, and the writer is often *another* client's thread. So every line goes through the
-//!   client's [`outbox`]: it is written at once if the socket has room (almost always), and
+//!   client's outbox (`outbox.rs`): it is written at once if the socket has room (almost always), and
 //!   otherwise queued, and one `flusher` thread sends the rest later. A client that falls behind
 //!   by more than [`limits::OUTBOX_LIMIT`], or leaves a line unsent for the write timeout, is
 //!   dropped. A second thread per client (a writer) would do the same job more simply, but would
@@ -60,12 +60,12 @@
 //!
 //! There are three that matter, each with one job, and none is ever held while waiting for a
 //! client:
-//! - the registry ([`Shared::registry`]): which clients exist;
+//! - the registry (`Shared::registry`): which clients exist;
 //! - a client's `outbox`: the order of bytes on that client's socket. Held for one write that the
 //!   socket's send timeout bounds to a few milliseconds, never while waiting for an answer;
 //! - a client's `state`: its callbacks and pending upcalls.
 //!
-//! (A fourth, [`Shared::waiting`], only holds the numbers of the clients the flusher should visit.)
+//! (A fourth, `Shared::waiting`, only holds the numbers of the clients the flusher should visit.)
 //!
 //! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`); taking
 //! them in one order only is what rules out a deadlock between two threads.
