@@ -323,3 +323,32 @@ fn registrations_are_bounded_and_refusals_stay_short() {
         format!("{name} was not called: nosuch is not registered (registered: {few})")
     );
 }
+
+/// Garbage in a loop: each bad line costs an `ERR` back, so past the message rate the sender is
+/// disconnected (IRC's "Excess Flood") instead of being answered as fast as it sends.
+#[test]
+fn a_stream_of_bad_lines_is_cut_off() {
+    let server = TestServer::start(ServerConfig {
+        max_msg_rate: 20,
+        ..quiet_config()
+    });
+    let mut garbage = server.connect();
+    garbage.expect_line(); // WELCOME
+                           // 50 lines arrive in one read, so none is left unread in the kernel when the server closes
+                           // (unread bytes would turn the close into a reset, and the test's last lines into an error).
+    garbage.send_bytes(&b"x\n".repeat(50));
+    let mut errors = 0;
+    loop {
+        let line = garbage.expect_line();
+        if line == "ERR too many bad lines: more than 20 a second; closing the connection\n" {
+            break;
+        }
+        assert!(line.starts_with("ERR unknown verb"), "{line:?}");
+        errors += 1;
+    }
+    assert_eq!(
+        errors, 41,
+        "ERRs before the cut (a burst of 40, then one over)"
+    );
+    garbage.expect_eof();
+}

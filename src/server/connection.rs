@@ -30,6 +30,7 @@ impl Server {
         let config = self.config();
         let mut reader = peer.reader();
         let mut rate = MessageRate::new(config.max_msg_rate);
+        let mut bad_lines = MessageRate::new(config.max_msg_rate);
         let connected = Instant::now();
         let mut said_anything = false;
         let welcome = Message::Welcome {
@@ -47,7 +48,18 @@ impl Server {
                     }
                     Ok(None) => break,
                     Err(Error::Protocol(error)) => {
-                        self.reject(peer, bad_line(error, config.max_line))
+                        self.reject(peer, bad_line(error, config.max_line));
+                        // Each bad line costs an `ERR` back, the same size or larger: a script
+                        // that sends garbage in a loop is disconnected, like IRC's "Excess Flood".
+                        if !bad_lines.allow(Instant::now()) {
+                            let reason = format!(
+                                "too many bad lines: more than {} a second",
+                                config.max_msg_rate
+                            );
+                            peer.refuse(self, format!("{reason}; closing the connection"));
+                            farewell = format!("dropped: {reason}");
+                            break;
+                        }
                     }
                     // The socket's read timeout (the line timeout) passed: is this connection
                     // holding a slot without using it?
