@@ -30,7 +30,10 @@
 //! client-id = 1*( %x21-7E )                ; e.g. client-1 (no spaces)
 //! callback  = %x61-7A *31( %x61-7A / DIGIT / "_" )   ; [a-z][a-z0-9_]*, at most 32 characters
 //! id        = 1*20DIGIT                    ; decimal, chosen by the server, from 1 on each connection
-//! text      = *( any UTF-8 character except control characters; TAB is allowed )
+//! text      = *( any UTF-8 character except control characters (TAB is allowed) and the
+//!                invisible format characters that reorder or hide text: bidi controls
+//!                U+061C U+200E U+200F U+202A-202E U+2066-2069, line and paragraph separators
+//!                U+2028 U+2029, zero-width U+180E U+200B-200D U+2060-2064 U+FEFF, soft hyphen U+00AD )
 //! ```
 //!
 //! The last field of every line is free text: it runs to the end of the line and may contain spaces,
@@ -126,6 +129,9 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// The line contains a control character (NUL, ESC, a CR in the middle, ...).
     ControlCharacter,
+    /// The line contains an invisible character that reorders or hides text (a bidi override, a
+    /// line separator, a zero-width space, ...).
+    FormatCharacter,
     /// The first word is not a verb of `upcall/1`.
     UnknownVerb,
     /// The verb needs a field that is not there (`REGISTER` without a name, ...).
@@ -134,7 +140,7 @@ pub enum ProtocolError {
     UnexpectedField,
     /// A callback name that is not `[a-z][a-z0-9_]*` of at most 32 characters.
     BadCallbackName,
-    /// An upcall id that is not a decimal number that fits in 64 bits.
+    /// An upcall id that is not a decimal number of at most 20 digits that fits in 64 bits.
     BadUpcallId,
     /// A `WELCOME` for a protocol other than `upcall/1`.
     UnsupportedVersion,
@@ -147,6 +153,9 @@ impl ProtocolError {
             ProtocolError::LineTooLong => "line too long",
             ProtocolError::InvalidUtf8 => "line is not valid UTF-8",
             ProtocolError::ControlCharacter => "control character in line",
+            ProtocolError::FormatCharacter => {
+                "invisible format character in line (bidi control, separator or zero-width)"
+            }
             ProtocolError::UnknownVerb => {
                 "unknown verb (expected REGISTER, MSG, RETURN, FAIL or BYE)"
             }
@@ -304,8 +313,9 @@ fn upcall_id(fields: &str) -> Result<(u64, &str), ProtocolError> {
     if id.is_empty() {
         return Err(ProtocolError::MissingField);
     }
-    // Digits only: `u64::from_str` would also take a leading `+`, which the grammar does not.
-    if !id.bytes().all(|b| b.is_ascii_digit()) {
+    // Digits only: `u64::from_str` would also take a leading `+`, which the grammar does not,
+    // and any number of leading zeros, where the grammar allows 20 digits in all.
+    if id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ProtocolError::BadUpcallId);
     }
     let id = id.parse().map_err(|_| ProtocolError::BadUpcallId)?;
@@ -347,13 +357,39 @@ fn check_token(token: &str) -> Result<(), ProtocolError> {
     check_text(token)
 }
 
-/// Free text: any character but a control character (TAB is allowed: it prints).
+/// Free text: any character but a control character (TAB is allowed: it prints) or an invisible
+/// format character.
 pub fn check_text(text: &str) -> Result<(), ProtocolError> {
-    if text.chars().any(|c| c.is_control() && c != '\t') {
-        Err(ProtocolError::ControlCharacter)
-    } else {
-        Ok(())
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            return Err(ProtocolError::ControlCharacter);
+        }
+        if is_invisible_format(c) {
+            return Err(ProtocolError::FormatCharacter);
+        }
     }
+    Ok(())
+}
+
+/// Characters that print nothing themselves but change how the text around them shows.
+///
+/// A right-to-left override (U+202E) makes `MSG gnp.exe` show as `MSG exe.png`, and a line
+/// separator (U+2028) starts what looks like a new log line in many terminals: either lets a
+/// student forge what the operator reads. Zero-width characters make two different names look
+/// the same. None of them belongs in a chat line, so they are refused like control characters.
+/// (Std has no table of Unicode's format category; this is the list that can hide or fake text.)
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 #[cfg(test)]
@@ -484,6 +520,25 @@ mod tests {
     }
 
     #[test]
+    fn twenty_digits_with_leading_zeros_are_still_an_id_and_visible_unicode_is_text() {
+        assert_eq!(
+            parse("RETURN 00000000000000000001 ok"),
+            Ok(Message::Return {
+                id: 1,
+                value: "ok".into()
+            })
+        );
+        // Accents, Arabic, emoji: visible text is welcome.
+        let text = "caf\u{e9} \u{645}\u{631}\u{62d}\u{628}\u{627} \u{1F600}";
+        let message = Message::Msg { text: text.into() };
+        assert_eq!(parse(&format!("MSG {text}")), Ok(message.clone()));
+        let hidden = Message::Msg {
+            text: "a\u{202E}b".into(),
+        };
+        assert_eq!(hidden.encode(), Err(ProtocolError::FormatCharacter));
+    }
+
+    #[test]
     fn malformed_lines_get_fixed_errors() {
         let cases = [
             ("HELLO there", ProtocolError::UnknownVerb),
@@ -505,6 +560,27 @@ mod tests {
             ("MSG a\0b", ProtocolError::ControlCharacter),
             ("MSG \x1b[31mred", ProtocolError::ControlCharacter),
             ("MSG a\rb", ProtocolError::ControlCharacter),
+            ("MSG gnp.exe\u{202E}", ProtocolError::FormatCharacter),
+            (
+                "MSG one\u{2028}client-2 said BYE",
+                ProtocolError::FormatCharacter,
+            ),
+            ("MSG a\u{2029}b", ProtocolError::FormatCharacter),
+            ("MSG ad\u{200B}min", ProtocolError::FormatCharacter),
+            (
+                "MSG \u{2066}isolated\u{2069}",
+                ProtocolError::FormatCharacter,
+            ),
+            ("MSG \u{FEFF}bom", ProtocolError::FormatCharacter),
+            (
+                "WELCOME client\u{200D}1 upcall/1",
+                ProtocolError::FormatCharacter,
+            ),
+            (
+                "RETURN 0000000000000000000000000001 x",
+                ProtocolError::BadUpcallId,
+            ),
+            ("RETURN 000000000000000000001 x", ProtocolError::BadUpcallId),
             ("WELCOME client-1", ProtocolError::MissingField),
             (
                 "WELCOME client-1 upcall/2",

@@ -203,3 +203,22 @@ fn a_paused_terminal_never_holds_up_a_client() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Text that cannot lie: a right-to-left override or a line separator in a `MSG` gets `ERR` and
+/// reaches nobody, so nobody can forge what the operator or a classmate reads.
+#[test]
+fn invisible_format_characters_are_refused_and_not_passed_on() {
+    let server = TestServer::start(quiet_config());
+    let (mut sender, _) = server.connect_registered(&["on_event"]);
+    let (mut other, _) = server.connect_registered(&["on_event"]);
+    for sneaky in ["MSG gnp.exe\u{202E}\n", "MSG hi\u{2028}client-2 said BYE\n"] {
+        sender.send(sneaky);
+        sender.expect(
+            "ERR invisible format character in line (bidi control, separator or zero-width)\n",
+        );
+    }
+    sender.send("MSG plain\n");
+    sender.expect_upcall_of("on_event", "Upcall event: Processing plain");
+    // The first upcall `other` hears is the plain one: nothing of the refused lines came through.
+    other.expect_upcall_of("on_event", "Upcall event: client-1 says plain");
+}
