@@ -54,13 +54,14 @@ pub const CLIENTCALL_HELP: &str = "\
 clientcall: the upcall/1 client. It registers on_event, uppercase and hostname, sends what you
 type as messages, and runs whatever the server calls back.
 
-Usage: clientcall [--server ADDR] [--no-reader]
+Usage: clientcall [--server ADDR] [--no-reader] [--max-line BYTES]
 
 Options:
-  --server ADDR   the server, HOST:PORT or HOST (default 127.0.0.1:4141; environment
-                  UPCALL_SERVER; in the Docker lab upcall-server:4141)
-  --no-reader     no reader thread: read the socket only after each message, like the old lab
-  --help          this text
+  --server ADDR     the server, HOST:PORT or HOST (default 127.0.0.1:4141; environment
+                    UPCALL_SERVER; in the Docker lab upcall-server:4141)
+  --no-reader       no reader thread: read the socket only after each message, like the old lab
+  --max-line BYTES  longest line accepted and sent, newline included (default 4096)
+  --help            this text
 
 Type a message and press Enter; `bye` (or Ctrl-D) ends the session.";
 
@@ -118,12 +119,15 @@ pub fn client_options(
     let mut config = ClientConfig {
         server: env_server.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
         reader_thread: true,
+        max_line: crate::protocol::DEFAULT_MAX_LINE,
     };
     let mut args = Flags::new(args);
     while let Some(flag) = args.next_flag()? {
         match flag.as_str() {
             "--server" => config.server = args.value(&flag)?,
             "--no-reader" => config.reader_thread = false,
+            // A line must at least hold `MSG x` and its newline.
+            "--max-line" => config.max_line = args.number(&flag, 16)?,
             "--help" | "-h" => return Err(Usage::Help),
             other => return wrong(format!("unknown option `{other}`")),
         }

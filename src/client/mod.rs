@@ -23,27 +23,37 @@
 //! The socket's write half (both threads send lines), the [`Screen`] (both print), and a flag that
 //! says the user is leaving. Events from the reader to the main thread go through a channel.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::collections::VecDeque;
+use std::io::{self, BufRead};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod screen;
+
+pub use screen::Screen;
 
 use crate::callbacks::{self, CALLBACKS};
 use crate::error::Error;
 use crate::framing::{LineReader, LineWriter};
 use crate::lock;
-use crate::protocol::{self, Message, ProtocolError, DEFAULT_MAX_LINE, DEFAULT_PORT, ON_EVENT};
+use crate::log::seconds;
+use crate::protocol::{self, Message, ProtocolError, DEFAULT_PORT, ON_EVENT};
 
 /// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
 /// server's `BYE`. Five seconds is the server's default upcall timeout too.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// What the user is told when the upcall a message should cause does not come.
-const NO_UPCALL: &str = "No upcall from the server within 5 s.";
+/// How long a leaving client waits for the server: to take its `BYE`, and to close. A server that
+/// does neither cannot keep the program from ending.
+pub const FAREWELL: Duration = Duration::from_secs(2);
+
+/// News the reader thread keeps for the keyboard thread: only the newest, since the keyboard
+/// thread only ever waits for something recent (the upcall its own message causes).
+const MAILBOX: usize = 64;
 
 /// What the client can be told on its command line.
 #[derive(Debug, Clone)]
@@ -52,81 +62,8 @@ pub struct ClientConfig {
     pub server: String,
     /// Run the reader thread (the default), or read the socket only after each message.
     pub reader_thread: bool,
-}
-
-/// The user's terminal, shared by the main thread (prompts) and the reader thread (upcalls).
-///
-/// An upcall can arrive while the user is looking at `Enter message: `. Printed as it is, it would
-/// land after the prompt, and the user would type on a line that no longer says what to type. The
-/// screen remembers which prompt is showing, prints the upcall on a line of its own and shows the
-/// prompt again.
-pub struct Screen {
-    /// Lock: guards stdout and the prompt on display, so that a line and a prompt are printed
-    /// together. Held only while printing, never across socket I/O.
-    prompt: Mutex<Option<&'static str>>,
-}
-
-impl Screen {
-    pub fn new() -> Screen {
-        Screen {
-            prompt: Mutex::new(None),
-        }
-    }
-
-    /// Prints one line (say, an upcall's text) without disturbing a prompt on display.
-    pub fn line(&self, text: &str) {
-        let prompt = lock(&self.prompt);
-        let mut out = io::stdout().lock();
-        // Write errors are ignored: a client whose terminal is gone still answers its upcalls.
-        let _ = match *prompt {
-            Some(prompt) => write!(out, "\n{text}\n{prompt}"),
-            None => writeln!(out, "{text}"),
-        };
-        let _ = out.flush();
-    }
-
-    /// Prints the session's last line: like [`Screen::line`], but the prompt is not shown again,
-    /// since the program is about to exit.
-    fn last_line(&self, text: &str) {
-        let mut prompt = lock(&self.prompt);
-        let mut out = io::stdout().lock();
-        let _ = match prompt.take() {
-            Some(_) => write!(out, "\n{text}\n"),
-            None => writeln!(out, "{text}"),
-        };
-        let _ = out.flush();
-    }
-
-    /// Shows a prompt; the user's answer will follow it on the same line.
-    fn prompt(&self, prompt: &'static str) {
-        let mut showing = lock(&self.prompt);
-        let mut out = io::stdout().lock();
-        let _ = write!(out, "{prompt}");
-        let _ = out.flush();
-        *showing = Some(prompt);
-    }
-
-    /// The keyboard has nothing more to say. After a typed `bye` a terminal has echoed the Enter
-    /// key; at the end of input (Ctrl-D, or the end of a script) the cursor still stands after
-    /// the prompt, and the shell's own prompt would follow on that line.
-    fn input_ended(&self, typed_bye: bool) {
-        if !typed_bye || !io::stdin().is_terminal() {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out);
-            let _ = out.flush();
-        }
-    }
-
-    /// The user pressed Enter: no prompt is on display any more.
-    fn prompt_answered(&self) {
-        *lock(&self.prompt) = None;
-    }
-}
-
-impl Default for Screen {
-    fn default() -> Screen {
-        Screen::new()
-    }
+    /// Longest line accepted and sent, newline included.
+    pub max_line: usize,
 }
 
 /// What the socket side tells the keyboard side.
@@ -150,6 +87,8 @@ struct Session {
     /// Another handle to the socket, to set how long a read may wait. Socket options need no lock.
     socket: TcpStream,
     screen: Screen,
+    mailbox: Mailbox,
+    max_line: usize,
     /// The user said `bye`: from now on the server closing the connection is expected, not news.
     leaving: AtomicBool,
 }
@@ -165,6 +104,7 @@ pub fn run(config: &ClientConfig, keyboard: impl BufRead) -> ExitCode {
             } else {
                 without_reader_thread(&session, reader, keyboard)
             };
+            session.screen.flush();
             if closed_normally {
                 ExitCode::SUCCESS
             } else {
@@ -186,7 +126,10 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
     // See the server's `admit` on TCP_NODELAY: the same reasoning holds for RETURN lines.
     stream.set_nodelay(true).map_err(lost)?;
     stream.set_read_timeout(Some(WAIT)).map_err(lost)?;
-    let mut reader = LineReader::new(stream.try_clone().map_err(lost)?, DEFAULT_MAX_LINE);
+    // A server that stops reading fills the socket's buffers; then a write gives up after this
+    // long instead of hanging the client for ever.
+    stream.set_write_timeout(Some(WAIT)).map_err(lost)?;
+    let mut reader = LineReader::new(stream.try_clone().map_err(lost)?, config.max_line);
     let client_id = match reader.read_message() {
         Ok(Some(Message::Welcome { client_id })) => client_id,
         Ok(Some(Message::Err { reason })) => return Err(format!("the server said: {reason}")),
@@ -205,16 +148,21 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
             return Err(format!("{server} does not speak upcall/1 ({error})"))
         }
         Err(Error::Io(error)) => {
-            return Err(format!("{server} did not say WELCOME within 5 s ({error})"))
+            return Err(format!(
+                "{server} did not say WELCOME within {} ({error})",
+                seconds(WAIT)
+            ))
         }
     };
     let session = Session {
         writer: Mutex::new(LineWriter::new(
             stream.try_clone().map_err(lost)?,
-            DEFAULT_MAX_LINE,
+            config.max_line,
         )),
         socket: stream,
         screen: Screen::new(),
+        mailbox: Mailbox::default(),
+        max_line: config.max_line,
         leaving: AtomicBool::new(false),
     };
     session
@@ -230,7 +178,7 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
                 callback: callback.clone(),
             })
             .map_err(|error| format!("lost the connection to {server}: {error}"))?;
-        let acknowledged = read_until(&session, &mut reader, |heard| match heard {
+        let acknowledged = read_until(&session, &mut reader, WAIT, |heard| match heard {
             Heard::Registered(registered) => *registered == callback,
             Heard::ServerError | Heard::Closed => true,
             Heard::OnEvent(_) => false,
@@ -240,7 +188,8 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
             Waited::Heard(_) => return Err(format!("{server} refused to register {callback}")),
             Waited::TimedOut => {
                 return Err(format!(
-                    "{server} did not acknowledge REGISTER {callback} within 5 s"
+                    "{server} did not acknowledge REGISTER {callback} within {}",
+                    seconds(WAIT)
                 ))
             }
             Waited::Lost => return Err(format!("{server} closed the connection")),
@@ -262,19 +211,16 @@ fn with_reader_thread(
             .line(&format!("Server connection failed: {error}"));
         return false;
     }
-    let (heard, from_reader) = mpsc::channel();
     let reader_session = Arc::clone(session);
-    thread::spawn(move || read_upcalls(&reader_session, &mut reader, &heard));
+    thread::spawn(move || read_upcalls(&reader_session, &mut reader));
 
     let stayed_connected = keyboard_loop(session, keyboard, |expected| {
-        wait_for_upcall(session, &from_reader, expected)
+        wait_for_upcall(session, expected)
     });
     if stayed_connected {
         // The reader thread sees the server's BYE and the close; wait for that (bounded).
-        let deadline = Instant::now() + WAIT;
-        while let Ok(heard) =
-            from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        let deadline = Instant::now() + FAREWELL;
+        while let Some(heard) = session.mailbox.wait(deadline) {
             if let Heard::Closed = heard {
                 break;
             }
@@ -284,21 +230,24 @@ fn with_reader_thread(
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
-fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>, heard: &Sender<Heard>) {
+fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>) {
     loop {
         match reader.read_message() {
-            Ok(Some(message)) => {
-                if let Some(news) = session.handle(message) {
-                    // The main thread may have finished already; then nobody needs the news.
-                    let _ = heard.send(news);
+            Ok(Some(message)) => match session.handle(message) {
+                Ok(Some(news)) => session.mailbox.post(news),
+                Ok(None) => {}
+                Err(error) if error.is_timeout() && !session.leaving.load(Ordering::SeqCst) => {
+                    session.screen.last_line(&stopped_reading());
+                    std::process::exit(1);
                 }
-            }
+                Err(_) => break,
+            },
             Err(Error::Protocol(error)) => session.ignore_bad_line(error),
             Ok(None) | Err(Error::Io(_)) => break,
         }
     }
     if session.leaving.load(Ordering::SeqCst) {
-        let _ = heard.send(Heard::Closed);
+        session.mailbox.post(Heard::Closed);
     } else {
         // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
         // the user to press Enter before saying the server is gone would be worse. So the news
@@ -318,7 +267,7 @@ fn without_reader_thread(
     let stayed_connected = keyboard_loop(session, keyboard, |expected| {
         // Now, and only now, the socket is read: upcalls that queued up while the user was
         // typing are answered late, then comes the one this message caused.
-        let waited = read_until(session, &mut reader, |heard| match heard {
+        let waited = read_until(session, &mut reader, WAIT, |heard| match heard {
             Heard::OnEvent(text) => text == expected,
             Heard::ServerError | Heard::Closed => true,
             Heard::Registered(_) => false,
@@ -326,15 +275,17 @@ fn without_reader_thread(
         match waited {
             Waited::Heard(_) => true,
             Waited::TimedOut => {
-                session.screen.line(NO_UPCALL);
+                session.screen.line(&no_upcall());
                 true
             }
             Waited::Lost => false,
         }
     });
     if stayed_connected {
-        // The server's BYE and its close; a server that never closes is left after WAIT.
-        read_until(session, &mut reader, |heard| matches!(heard, Heard::Closed));
+        // The server's BYE and its close; a server that never closes is left after FAREWELL.
+        read_until(session, &mut reader, FAREWELL, |heard| {
+            matches!(heard, Heard::Closed)
+        });
     }
     stayed_connected
 }
@@ -364,6 +315,10 @@ fn keyboard_loop(
                     prompt = "Enter another message: ";
                 }
                 Sent::Yes(_) | Sent::ConnectionLost => return connection_lost(session),
+                Sent::ServerStoppedReading => {
+                    session.screen.last_line(&stopped_reading());
+                    return false;
+                }
                 Sent::Refused => {}
             }
         }
@@ -371,6 +326,8 @@ fn keyboard_loop(
     }
     session.screen.input_ended(typed_bye);
     session.leaving.store(true, Ordering::SeqCst);
+    // Leaving must not hang on a server that stopped reading: BYE gets a short write timeout.
+    let _ = session.socket.set_write_timeout(Some(FAREWELL));
     let _ = session.send(&Message::Bye);
     true
 }
@@ -386,20 +343,22 @@ enum Waited {
 }
 
 /// Reads and handles lines (answering upcalls on the way) until `done` says that what was heard
-/// is what we wait for, or [`WAIT`] passes. Only used while no reader thread reads the socket.
+/// is what we wait for, or `patience` passes. Only used while no reader thread reads the socket.
 fn read_until(
     session: &Session,
     reader: &mut LineReader<TcpStream>,
+    patience: Duration,
     done: impl Fn(&Heard) -> bool,
 ) -> Waited {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + patience;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || session.socket.set_read_timeout(Some(left)).is_err() {
             return Waited::TimedOut;
         }
         let heard = match reader.read_message() {
-            Ok(Some(message)) => session.handle(message),
+            // An answer that cannot be sent ends the session like a close.
+            Ok(Some(message)) => session.handle(message).unwrap_or(Some(Heard::Closed)),
             Err(Error::Protocol(error)) => {
                 session.ignore_bad_line(error);
                 None
@@ -422,6 +381,16 @@ enum Sent {
     /// Not sent: the line cannot be a `MSG` (too long, control characters). The user was told.
     Refused,
     ConnectionLost,
+    /// The line did not go out within [`WAIT`]: the server is not reading.
+    ServerStoppedReading,
+}
+
+/// What the user is told when the server has not taken a line for [`WAIT`].
+fn stopped_reading() -> String {
+    format!(
+        "The server stopped reading: nothing could be sent for {}. Giving up.",
+        seconds(WAIT)
+    )
 }
 
 fn send_message(session: &Session, text: &str) -> Sent {
@@ -431,7 +400,9 @@ fn send_message(session: &Session, text: &str) -> Sent {
         Ok(()) => Sent::Yes(protocol::processing(text)),
         Err(Error::Protocol(error)) => {
             let limit = match error {
-                ProtocolError::LineTooLong => format!(" (at most {DEFAULT_MAX_LINE} bytes a line)"),
+                ProtocolError::LineTooLong => {
+                    format!(" (at most {} bytes a line)", session.max_line)
+                }
                 _ => String::new(),
             };
             session
@@ -439,27 +410,72 @@ fn send_message(session: &Session, text: &str) -> Sent {
                 .line(&format!("Cannot send that message: {error}{limit}."));
             Sent::Refused
         }
+        Err(error) if error.is_timeout() => Sent::ServerStoppedReading,
         Err(Error::Io(_)) => Sent::ConnectionLost,
     }
 }
 
 /// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
 /// next prompt. False if the connection closed meanwhile.
-fn wait_for_upcall(session: &Session, from_reader: &Receiver<Heard>, expected: &str) -> bool {
+fn wait_for_upcall(session: &Session, expected: &str) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
-        match from_reader.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Heard::OnEvent(text)) if text == expected => return true,
+        match session.mailbox.wait(deadline) {
+            Some(Heard::OnEvent(text)) if text == expected => return true,
             // Another client's message or a broadcast (already printed), or news from before
             // this message was sent: not the answer we wait for.
-            Ok(Heard::OnEvent(_)) => {}
-            Ok(Heard::ServerError) => return true,
-            Ok(Heard::Registered(_)) => {}
-            Ok(Heard::Closed) | Err(RecvTimeoutError::Disconnected) => return false,
-            Err(RecvTimeoutError::Timeout) => {
-                session.screen.line(NO_UPCALL);
+            Some(Heard::OnEvent(_)) => {}
+            Some(Heard::ServerError) => return true,
+            Some(Heard::Registered(_)) => {}
+            Some(Heard::Closed) => return false,
+            None => {
+                session.screen.line(&no_upcall());
                 return true;
             }
+        }
+    }
+}
+
+/// What the user is told when the upcall a message should cause does not come.
+fn no_upcall() -> String {
+    format!("No upcall from the server within {}.", seconds(WAIT))
+}
+
+/// The news from the reader thread for the keyboard thread, bounded: when it is full, the oldest
+/// news is forgotten. Nothing waits to post, so the reader thread never waits for the keyboard.
+#[derive(Default)]
+struct Mailbox {
+    /// Lock: guards the news. Held to push or pop one item, never across I/O.
+    news: Mutex<VecDeque<Heard>>,
+    arrived: Condvar,
+}
+
+impl Mailbox {
+    fn post(&self, heard: Heard) {
+        let mut news = lock(&self.news);
+        if news.len() >= MAILBOX {
+            news.pop_front();
+        }
+        news.push_back(heard);
+        self.arrived.notify_one();
+    }
+
+    /// The oldest news, waiting for some until `deadline`; `None` if none came.
+    fn wait(&self, deadline: Instant) -> Option<Heard> {
+        let mut news = lock(&self.news);
+        loop {
+            if let Some(heard) = news.pop_front() {
+                return Some(heard);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            news = self
+                .arrived
+                .wait_timeout(news, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -474,8 +490,9 @@ impl Session {
         lock(&self.writer).send(message)
     }
 
-    /// One line from the server. Runs upcalls; returns what the main thread may be waiting for.
-    fn handle(&self, message: Message) -> Option<Heard> {
+    /// One line from the server. Runs upcalls; returns what the main thread may be waiting for, or
+    /// the error of an answer that could not be sent.
+    fn handle(&self, message: Message) -> Result<Option<Heard>, Error> {
         match message {
             Message::Upcall {
                 id,
@@ -492,42 +509,45 @@ impl Session {
                         reason: format!("unknown callback {callback}"),
                     },
                 };
-                if let Err(Error::Protocol(error)) = self.send(&answer) {
-                    // The result cannot go on the wire (too long, say): the server still gets
-                    // an answer, so it need not wait out its timeout.
-                    let _ = self.send(&Message::Fail {
-                        id,
-                        reason: format!("the result cannot be sent: {error}"),
-                    });
+                match self.send(&answer) {
+                    Err(Error::Protocol(error)) => {
+                        // The result cannot go on the wire (too long, say): the server still
+                        // gets an answer, so it need not wait out its timeout.
+                        self.send(&Message::Fail {
+                            id,
+                            reason: format!("the result cannot be sent: {error}"),
+                        })?;
+                    }
+                    sent => sent?,
                 }
-                (callback == ON_EVENT).then_some(Heard::OnEvent(argument))
+                Ok((callback == ON_EVENT).then_some(Heard::OnEvent(argument)))
             }
             Message::Err { reason } => {
-                self.screen.line(&format!("Server error: {reason}"));
-                Some(Heard::ServerError)
+                self.screen.news(&format!("Server error: {reason}"));
+                Ok(Some(Heard::ServerError))
             }
             Message::Bye => {
                 if !self.leaving.load(Ordering::SeqCst) {
                     self.screen
                         .line("Server said BYE: it is closing the connection.");
                 }
-                None
+                Ok(None)
             }
-            Message::Registered { callback } => Some(Heard::Registered(callback)),
+            Message::Registered { callback } => Ok(Some(Heard::Registered(callback))),
             // A server that breaks the protocol is reported, not obeyed; the client goes on.
             other => {
-                self.screen.line(&format!(
+                self.screen.news(&format!(
                     "Ignoring {} from the server: it is not a server's line.",
                     other.verb()
                 ));
-                None
+                Ok(None)
             }
         }
     }
 
     fn ignore_bad_line(&self, error: ProtocolError) {
         self.screen
-            .line(&format!("Ignoring a line from the server: {error}."));
+            .news(&format!("Ignoring a line from the server: {error}."));
     }
 }
 
