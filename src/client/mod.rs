@@ -10,7 +10,7 @@
 //! - the **main thread** reads the keyboard, sends `MSG` lines, and waits (with a timeout) for the
 //!   upcall its message causes, so that the output reads in the old lab's order;
 //! - the **reader thread** reads the socket, runs every `UPCALL` it receives through the
-//!   [`callbacks`](crate::callbacks) table, and answers with `RETURN` or `FAIL` at once, even while
+//!   [`crate::callbacks`] table, and answers with `RETURN` or `FAIL` at once, even while
 //!   the user sits at the prompt.
 //!
 //! The old Python client had only the first thread: it read the socket right after each message,
@@ -20,8 +20,17 @@
 //!
 //! # Shared between the two threads
 //!
-//! The socket's write half (both threads send lines), the [`Screen`] (both print), and a flag that
-//! says the user is leaving. Events from the reader to the main thread go through a channel.
+//! The socket's write half (both threads send lines), the [`Screen`] (both print, through one
+//! printing thread), and a flag that says the user is leaving. News from the reader to the main
+//! thread goes through a small mailbox that keeps only the newest.
+//!
+//! # Bounded, whatever the other side does
+//!
+//! Nothing the server or a classmate sends can make the client grow or hang: upcall lines wait for
+//! the terminal in a bounded queue (the [`Screen`]: past it they are counted, and still answered),
+//! the mailbox keeps at most a few dozen items, a line is at most `--max-line` bytes, a write that
+//! the server does not take within [`WAIT`] ends the session, and leaving waits at most
+//! [`FAREWELL`] for the server.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
