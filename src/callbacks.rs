@@ -9,12 +9,12 @@
 //! Adding a callback is one function and one line in [`CALLBACKS`]. Nothing else changes: the client
 //! registers every entry and dispatches by name.
 
-use crate::client::Screen;
 use crate::protocol::ON_EVENT;
 
 /// A callback takes the upcall's argument and returns the value for `RETURN`, or the reason for
-/// `FAIL`. It may print through the client's [`Screen`] (which keeps the user's prompt intact).
-pub type Callback = fn(argument: &str, screen: &Screen) -> Result<String, String>;
+/// `FAIL`. What it wants the user to see it hands to `show`: the client decides how to print it
+/// (keeping the user's prompt intact), so this table knows nothing about terminals.
+pub type Callback = fn(argument: &str, show: &dyn Fn(&str)) -> Result<String, String>;
 
 /// Every callback the client registers, by the name the server calls it by.
 pub const CALLBACKS: &[(&str, Callback)] = &[
@@ -33,16 +33,14 @@ pub fn find(name: &str) -> Option<Callback> {
 
 /// A notification: the server tells the client that something happened. It prints the old lab's
 /// line and acknowledges with `ok`.
-fn on_event(text: &str, screen: &Screen) -> Result<String, String> {
-    // Printed if the terminal keeps up; counted and skipped if upcalls come faster than it shows
-    // them. The upcall is answered either way.
-    screen.news(&format!("Received upcall from server: {text}"));
+fn on_event(text: &str, show: &dyn Fn(&str)) -> Result<String, String> {
+    show(&format!("Received upcall from server: {text}"));
     Ok("ok".to_string())
 }
 
 /// A function with a result: the server hands over data, the client computes, the server gets
 /// the answer. (`to_uppercase` is Unicode-aware: `straße` becomes `STRASSE`.)
-fn uppercase(text: &str, _screen: &Screen) -> Result<String, String> {
+fn uppercase(text: &str, _show: &dyn Fn(&str)) -> Result<String, String> {
     Ok(text.to_uppercase())
 }
 
@@ -50,7 +48,7 @@ fn uppercase(text: &str, _screen: &Screen) -> Result<String, String> {
 ///
 /// Std has no `gethostname`, so we read what Linux publishes in `/proc` (in a container, that is
 /// the container's host name), then `/etc/hostname`, then the `HOSTNAME` variable some shells set.
-fn hostname(_argument: &str, _screen: &Screen) -> Result<String, String> {
+fn hostname(_argument: &str, _show: &dyn Fn(&str)) -> Result<String, String> {
     let from_files = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok());
@@ -74,16 +72,14 @@ mod tests {
 
     #[test]
     fn callbacks_are_found_by_name() {
-        let screen = Screen::new();
         let uppercase = find("uppercase").expect("uppercase is registered");
-        assert_eq!(uppercase("haii", &screen), Ok("HAII".to_string()));
+        assert_eq!(uppercase("haii", &|_| {}), Ok("HAII".to_string()));
         assert!(find("format_disk").is_none());
     }
 
     #[test]
     fn hostname_names_this_machine() {
-        let screen = Screen::new();
-        let name = find("hostname").unwrap()("", &screen).unwrap();
+        let name = find("hostname").unwrap()("", &|_| {}).unwrap();
         assert!(!name.is_empty() && !name.contains('\n'), "{name:?}");
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! TCP delivers bytes, not messages. Whatever the sender wrote in one `write`, the receiver may get
 //! in pieces or glued to the next write. This layer restores the messages: a [`LineReader`] collects
-//! bytes up to a `\n` and hands back one parsed [`Message`] per line; a [`LineWriter`] puts one whole
-//! line on the wire with a single `write`. Both the server and the client use them, on each of their
-//! connections; neither knows anything about callbacks or upcalls.
+//! bytes up to a `\n` and hands back one parsed [`Message`] per line; a [`LineSender`] puts one whole
+//! line on the wire with a single `write`. The server reads with [`LineReader`] and writes through
+//! its outboxes (`src/server/outbox.rs`, which never wait); the client uses both. Neither type knows
+//! anything about callbacks or upcalls.
 //!
 //! The reader is *bounded*: a line longer than its limit is not collected but skipped up to the next
 //! newline, and reported as [`ProtocolError::LineTooLong`]. A client that sends 100 MiB without a
@@ -135,16 +136,17 @@ impl<R: Read> LineReader<R> {
 ///
 /// One write per line matters twice. With `TCP_NODELAY` on, each write leaves as its own segment at
 /// once, so a line is never held back waiting for the next one (Nagle) and shows up in Wireshark as
-/// one packet. And since a line is written in one call, a lock around the writer (the server's
-/// threads share one per client) is enough to keep two threads' lines from interleaving.
-pub struct LineWriter<W> {
+/// one packet. And since a line is written in one call, a lock around the sender (the client's two
+/// threads share one) is enough to keep two threads' lines from interleaving. (Named apart from
+/// `std::io::LineWriter`, a buffer that flushes at each newline.)
+pub struct LineSender<W> {
     output: W,
     max_line: usize,
 }
 
-impl<W: Write> LineWriter<W> {
-    pub fn new(output: W, max_line: usize) -> LineWriter<W> {
-        LineWriter { output, max_line }
+impl<W: Write> LineSender<W> {
+    pub fn new(output: W, max_line: usize) -> LineSender<W> {
+        LineSender { output, max_line }
     }
 
     /// Encodes and sends one message. A message that would make a line longer than `max_line` is
@@ -297,7 +299,7 @@ mod tests {
     #[test]
     fn the_writer_sends_one_line_and_refuses_an_overlong_one() {
         let mut wire = Vec::new();
-        let mut writer = LineWriter::new(&mut wire, 16);
+        let mut writer = LineSender::new(&mut wire, 16);
         writer
             .send(&Message::Msg {
                 text: "haii".into(),

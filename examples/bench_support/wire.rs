@@ -160,7 +160,7 @@ impl Conn {
 /// both read the same number of bytes per system call.
 ///
 /// `batched == false` writes each reply with its own `write_all`, as the upcall server's
-/// `LineWriter` does: same bytes, same system calls, no protocol. `batched == true` collects the
+/// `LineSender` does: same bytes, same system calls, no protocol. `batched == true` collects the
 /// replies to every line already read and writes them together when the input runs dry: what a
 /// server that coalesced its writes could reach (part 6 only).
 pub struct RawServer {

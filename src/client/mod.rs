@@ -47,7 +47,7 @@ pub use screen::Screen;
 
 use crate::callbacks::{self, CALLBACKS};
 use crate::error::Error;
-use crate::framing::{LineReader, LineWriter};
+use crate::framing::{LineReader, LineSender};
 use crate::lock;
 use crate::log::seconds;
 use crate::protocol::{self, Message, ProtocolError, DEFAULT_PORT, ON_EVENT};
@@ -92,7 +92,7 @@ enum Heard {
 struct Session {
     /// Lock: guards the order of bytes on the socket: the main thread sends `MSG` and `BYE`, the
     /// reader thread sends `RETURN` and `FAIL`, and each line must leave whole. Held for one write.
-    writer: Mutex<LineWriter<TcpStream>>,
+    writer: Mutex<LineSender<TcpStream>>,
     /// Another handle to the socket, to set how long a read may wait. Socket options need no lock.
     socket: TcpStream,
     screen: Screen,
@@ -164,7 +164,7 @@ fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), Stri
         }
     };
     let session = Session {
-        writer: Mutex::new(LineWriter::new(
+        writer: Mutex::new(LineSender::new(
             stream.try_clone().map_err(lost)?,
             config.max_line,
         )),
@@ -509,7 +509,9 @@ impl Session {
                 argument,
             } => {
                 let answer = match callbacks::find(&callback) {
-                    Some(function) => match function(&argument, &self.screen) {
+                    // What a callback shows is printed if the terminal keeps up, and counted and
+                    // skipped if upcalls come faster than it shows them; it is answered either way.
+                    Some(function) => match function(&argument, &|text| self.screen.news(text)) {
                         Ok(value) => Message::Return { id, value },
                         Err(reason) => Message::Fail { id, reason },
                     },
