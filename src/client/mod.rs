@@ -108,13 +108,13 @@ pub fn run(config: &ClientConfig, keyboard: impl BufRead) -> ExitCode {
     match start(config) {
         Ok((session, reader)) => {
             let session = Arc::new(session);
-            let closed_normally = if config.reader_thread {
+            let ending = if config.reader_thread {
                 with_reader_thread(&session, reader, keyboard)
             } else {
                 without_reader_thread(&session, reader, keyboard)
             };
             session.screen.flush();
-            if closed_normally {
+            if ending == Link::Up {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -212,21 +212,21 @@ fn with_reader_thread(
     session: &Arc<Session>,
     mut reader: LineReader<TcpStream>,
     keyboard: impl BufRead,
-) -> bool {
+) -> Link {
     // The reader thread may wait for the server as long as it likes.
     if let Err(error) = session.socket.set_read_timeout(None) {
         session
             .screen
             .line(&format!("Server connection failed: {error}"));
-        return false;
+        return Link::Lost;
     }
     let reader_session = Arc::clone(session);
     thread::spawn(move || read_upcalls(&reader_session, &mut reader));
 
-    let stayed_connected = keyboard_loop(session, keyboard, |expected| {
+    let ending = keyboard_loop(session, keyboard, |expected| {
         wait_for_upcall(session, expected)
     });
-    if stayed_connected {
+    if ending == Link::Up {
         // The reader thread sees the server's BYE and the close; wait for that (bounded).
         let deadline = Instant::now() + FAREWELL;
         while let Some(heard) = session.mailbox.wait(deadline) {
@@ -235,7 +235,7 @@ fn with_reader_thread(
             }
         }
     }
-    stayed_connected
+    ending
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
@@ -272,8 +272,8 @@ fn without_reader_thread(
     session: &Session,
     mut reader: LineReader<TcpStream>,
     keyboard: impl BufRead,
-) -> bool {
-    let stayed_connected = keyboard_loop(session, keyboard, |expected| {
+) -> Link {
+    let ending = keyboard_loop(session, keyboard, |expected| {
         // Now, and only now, the socket is read: upcalls that queued up while the user was
         // typing are answered late, then comes the one this message caused.
         let waited = read_until(session, &mut reader, WAIT, |heard| match heard {
@@ -282,31 +282,31 @@ fn without_reader_thread(
             Heard::Registered(_) => false,
         });
         match waited {
-            Waited::Heard(_) => true,
+            Waited::Heard(_) => Link::Up,
             Waited::TimedOut => {
                 session.screen.line(&no_upcall());
-                true
+                Link::Up
             }
-            Waited::Lost => false,
+            Waited::Lost => Link::Lost,
         }
     });
-    if stayed_connected {
+    if ending == Link::Up {
         // The server's BYE and its close; a server that never closes is left after FAREWELL.
         read_until(session, &mut reader, FAREWELL, |heard| {
             matches!(heard, Heard::Closed)
         });
     }
-    stayed_connected
+    ending
 }
 
 /// The keyboard side, the same with or without a reader thread: show the prompt, read a line,
 /// send it as `MSG` and let `wait_for_upcall` wait for the upcall it causes; until `bye` or the end
-/// of input, which send `BYE`. False if the connection was lost.
+/// of input, which send `BYE`.
 fn keyboard_loop(
     session: &Session,
     keyboard: impl BufRead,
-    mut wait_for_upcall: impl FnMut(&str) -> bool,
-) -> bool {
+    mut wait_for_upcall: impl FnMut(&str) -> Link,
+) -> Link {
     let mut prompt = "Enter message: ";
     let mut typed_bye = false;
     session.screen.prompt(prompt);
@@ -320,13 +320,18 @@ fn keyboard_loop(
         // An empty line sends nothing: the prompt simply comes again.
         if !line.is_empty() {
             match send_message(session, &line) {
-                Sent::Yes(expected) if wait_for_upcall(&expected) => {
+                Sent::Yes(expected) => {
+                    // Wait for the upcall this message causes, so that it prints before the
+                    // next prompt, as in the old lab.
+                    if wait_for_upcall(&expected) == Link::Lost {
+                        return connection_lost(session);
+                    }
                     prompt = "Enter another message: ";
                 }
-                Sent::Yes(_) | Sent::ConnectionLost => return connection_lost(session),
+                Sent::ConnectionLost => return connection_lost(session),
                 Sent::ServerStoppedReading => {
                     session.screen.last_line(&stopped_reading());
-                    return false;
+                    return Link::Lost;
                 }
                 Sent::Refused => {}
             }
@@ -338,7 +343,16 @@ fn keyboard_loop(
     // Leaving must not hang on a server that stopped reading: BYE gets a short write timeout.
     let _ = session.socket.set_write_timeout(Some(FAREWELL));
     let _ = session.send(&Message::Bye);
-    true
+    Link::Up
+}
+
+/// Whether the connection is still there after a step of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Still connected (or, at the end, the user left with the connection intact).
+    Up,
+    /// The server closed the connection, or stopped reading.
+    Lost,
 }
 
 /// What [`read_until`] ended with.
@@ -425,21 +439,21 @@ fn send_message(session: &Session, text: &str) -> Sent {
 }
 
 /// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
-/// next prompt. False if the connection closed meanwhile.
-fn wait_for_upcall(session: &Session, expected: &str) -> bool {
+/// next prompt.
+fn wait_for_upcall(session: &Session, expected: &str) -> Link {
     let deadline = Instant::now() + WAIT;
     loop {
         match session.mailbox.wait(deadline) {
-            Some(Heard::OnEvent(text)) if text == expected => return true,
+            Some(Heard::OnEvent(text)) if text == expected => return Link::Up,
             // Another client's message or a broadcast (already printed), or news from before
             // this message was sent: not the answer we wait for.
             Some(Heard::OnEvent(_)) => {}
-            Some(Heard::ServerError) => return true,
+            Some(Heard::ServerError) => return Link::Up,
             Some(Heard::Registered(_)) => {}
-            Some(Heard::Closed) => return false,
+            Some(Heard::Closed) => return Link::Lost,
             None => {
                 session.screen.line(&no_upcall());
-                return true;
+                return Link::Up;
             }
         }
     }
@@ -489,9 +503,9 @@ impl Mailbox {
     }
 }
 
-fn connection_lost(session: &Session) -> bool {
+fn connection_lost(session: &Session) -> Link {
     session.screen.last_line("Server closed the connection.");
-    false
+    Link::Lost
 }
 
 impl Session {
