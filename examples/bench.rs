@@ -53,6 +53,8 @@ macro_rules! progress {
     ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
 }
 
+#[path = "bench_support/burst.rs"]
+mod burst;
 #[path = "bench_support/fan_out.rs"]
 mod fan_out;
 #[path = "bench_support/system.rs"]
@@ -78,7 +80,8 @@ Usage: cargo run --release --example bench -- [options]
 Options:
   --quick               CI mode: fewer samples, N = 100,1000, one K (well under a minute)
   --parts LIST          parts to run, e.g. 1,2,6 (default all: 1 baseline, 2 message, 3 call,
-                        4 broadcast and 5 capacity (these two run together), 6 pipelined)
+                        4 broadcast and 5 capacity (these two run together), 6 pipelined,
+                        7 a burst of connections)
   --clients LIST        N for parts 4 and 5 (default 100,1000,10000)
   --repeats R           rounds of each latency part and of each pipelined K (default 5)
   --iterations I        round trips per latency round (default 5000)
@@ -118,7 +121,7 @@ fn options(args: Vec<String>) -> Result<Options, String> {
     let quick = args.iter().any(|arg| arg == "--quick");
     let mut options = Options {
         quick,
-        parts: (1..=6).collect(),
+        parts: (1..=7).collect(),
         clients: if quick {
             vec![100, 1000]
         } else {
@@ -180,8 +183,8 @@ fn options(args: Vec<String>) -> Result<Options, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    if options.parts.iter().any(|part| !(1..=6).contains(part)) {
-        return Err("--parts takes numbers from 1 to 6".into());
+    if options.parts.iter().any(|part| !(1..=7).contains(part)) {
+        return Err("--parts takes numbers from 1 to 7".into());
     }
     Ok(options)
 }
@@ -860,11 +863,11 @@ fn main() -> ExitCode {
     let load_before = system::load_average();
     let mut report = Report::default();
     let parts = options.parts.clone();
-    let servercall = if parts.iter().any(|p| [3, 4, 5].contains(p)) {
+    let servercall = if parts.iter().any(|p| [3, 4, 5, 7].contains(p)) {
         let found = wire::find_servercall(options.servercall.as_deref());
         if found.is_none() {
             report.problems.push(
-                "servercall not found: parts 3b, 4 and 5 skipped (try --servercall PATH)".into(),
+                "servercall not found: parts 3b, 4, 5 and 7 skipped (try --servercall PATH)".into(),
             );
         }
         found
@@ -884,6 +887,11 @@ fn main() -> ExitCode {
     if parts.contains(&4) || parts.contains(&5) {
         if let Some(path) = &servercall {
             fan_out::part_fan_out(&options, &mut report, path);
+        }
+    }
+    if parts.contains(&7) {
+        if let Some(path) = &servercall {
+            burst::part_burst(&options, &mut report, path);
         }
     }
 
