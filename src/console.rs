@@ -7,7 +7,13 @@
 //! asked for nothing.
 //!
 //! The console runs on the main thread, apart from every connection thread, which is why it may wait
-//! for an upcall's answer: that answer is read by the client's own thread and handed over.
+//! for an upcall's answer: that answer is read by the client's own thread and handed over. Each
+//! `call` and `broadcast` waits on a short-lived thread of its own, so that `list` and `help` answer
+//! at once while a call waits, and five calls to a slow client take one timeout, not five.
+//!
+//! Whatever is typed or piped in, the console carries on: a line that is not UTF-8, or is
+//! absurdly long, is skipped with a note, never a reason to stop reading (after which `quit` could
+//! no longer stop the server).
 
 use std::io::{self, BufRead, Write};
 use std::sync::{mpsc, Mutex};
@@ -67,14 +73,14 @@ pub fn run(
             }
             if !line.ends_with(b"\n") && line.len() >= MAX_CONSOLE_LINE {
                 skip_rest_of_line(&mut input)?;
-                say(
+                print_answer(
                     &output,
                     format!("Ignored a console line over {MAX_CONSOLE_LINE} bytes."),
                 );
                 continue;
             }
             let Ok(text) = std::str::from_utf8(&line) else {
-                say(
+                print_answer(
                     &output,
                     "Ignored a line that is not UTF-8 text: the console reads UTF-8.".into(),
                 );
@@ -84,11 +90,11 @@ pub fn run(
             let rest = rest.trim_start().to_string();
             match command {
                 "" => {}
-                "help" => say(&output, HELP.into()),
-                "list" => say(&output, list(server)),
+                "help" => print_answer(&output, HELP.into()),
+                "list" => print_answer(&output, list(server)),
                 "call" | "broadcast" => {
                     if take_slot.try_send(()).is_err() {
-                        say(
+                        print_answer(
                             &output,
                             format!(
                             "{MAX_CALLS_IN_FLIGHT} calls are waiting for answers: this one starts \
@@ -107,19 +113,19 @@ pub fn run(
                         } else {
                             broadcast(server, &rest)
                         };
-                        say(output, answer);
+                        print_answer(output, answer);
                         let _ = lock(free_slots).recv();
                     });
                 }
                 "quit" => {
                     let count = server.client_count();
-                    say(
+                    print_answer(
                         &output,
                         format!("Saying BYE to {count} client(s) and stopping."),
                     );
                     return Ok(ConsoleEnd::Quit);
                 }
-                other => say(&output, format!("Unknown command `{other}`. Type `help`.")),
+                other => print_answer(&output, format!("Unknown command `{other}`. Type `help`.")),
             }
         }
     })
@@ -127,7 +133,7 @@ pub fn run(
 
 /// Prints one answer (one or more lines) in one piece. A console whose output is gone still
 /// serves: the error is ignored.
-fn say(output: &Mutex<impl Write>, answer: String) {
+fn print_answer(output: &Mutex<impl Write>, answer: String) {
     let mut output = lock(output);
     let _ = writeln!(output, "{answer}");
     let _ = output.flush();

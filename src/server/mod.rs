@@ -233,11 +233,6 @@ impl Server {
         &self.shared.config
     }
 
-    /// The log this server writes to.
-    pub fn log_handle(&self) -> &Log {
-        &self.shared.log
-    }
-
     /// Accepts clients until [`Server::shutdown`], one thread each.
     ///
     /// The listener comes in already bound, so the caller decides the address and sees a bind

@@ -247,6 +247,8 @@ impl Peer {
             }
             Err(stuck) => {
                 self.drop_stuck(server, stuck);
+                // To the caller this connection is simply broken, whatever the reason was (the
+                // log has it): the same error a failed write would give.
                 Err(Error::Io(io::ErrorKind::BrokenPipe.into()))
             }
         }
