@@ -125,10 +125,10 @@ fn a_server_that_stops_reading_is_given_up_on() {
                 break;
             }
         }
-        thread::sleep(Duration::from_secs(30));
+        thread::sleep(Duration::from_secs(90));
     });
     let mut client = clientcall(&address);
-    let (code, took) = ends_within(&mut client, Duration::from_secs(20));
+    let (code, took) = ends_within(&mut client, Duration::from_secs(60));
     let mut output = String::new();
     client
         .stdout
