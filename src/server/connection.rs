@@ -97,8 +97,11 @@ impl Server {
         match message {
             Message::Register { callback } => match peer.register(&callback) {
                 Ok(()) => {
-                    let line = format_args!("{} registered {callback}", peer.name);
-                    peer.note(self, Noise::Registered, line);
+                    peer.note(
+                        self,
+                        Noise::Registered,
+                        format_args!("{} registered {callback}", peer.name),
+                    );
                     let _ = peer.send(self, &Message::Registered { callback });
                 }
                 Err(reason) => self.reject(peer, reason),
@@ -145,8 +148,11 @@ impl Server {
     /// read, its own `RETURN` included. Sending never waits either: a client that is not reading
     /// gets the line in its outbox.
     fn pass_on(&self, sender: &Peer, text: &str) {
-        let line = format_args!("Received from {}: {text}", sender.name);
-        sender.note(self, Noise::Received, line);
+        sender.note(
+            self,
+            Noise::Received,
+            format_args!("Received from {}: {text}", sender.name),
+        );
         match sender.upcall(self, ON_EVENT, &protocol::processing(text), None) {
             Ok(_) | Err(NotFiled::Gone) => {}
             Err(reason) => sender.refuse(self, reason.to_string()),
@@ -158,8 +164,11 @@ impl Server {
                 match other.upcall(self, ON_EVENT, &relayed, None) {
                     Ok(_) | Err(NotFiled::Gone) => {}
                     Err(reason) => {
-                        let line = format_args!("Upcall to {} not sent: {reason}", other.name);
-                        other.note(self, Noise::Upcall, line);
+                        other.note(
+                            self,
+                            Noise::Upcall,
+                            format_args!("Upcall to {} not sent: {reason}", other.name),
+                        );
                     }
                 }
             }
@@ -183,8 +192,11 @@ impl Server {
     /// The one way a line is refused: the log says why (summarised if it repeats), the client
     /// gets `ERR` with the same reason, and the connection stays.
     fn reject(&self, peer: &Peer, reason: String) {
-        let line = format_args!("{} sent a bad line: {reason}", peer.name);
-        peer.note(self, Noise::Refused, line);
+        peer.note(
+            self,
+            Noise::Refused,
+            format_args!("{} sent a bad line: {reason}", peer.name),
+        );
         peer.refuse(self, reason);
     }
 
