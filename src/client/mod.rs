@@ -24,6 +24,13 @@
 //! printing thread), and a flag that says the user is leaving. News from the reader to the main
 //! thread goes through a small mailbox that keeps only the newest.
 //!
+//! # The files
+//!
+//! This file is the session: connecting, registering, the keyboard loop and the reader thread.
+//! Beside it: `screen.rs` (the terminal, printed by one thread), `mailbox.rs` (news from the reader
+//! thread for the keyboard thread), `no_reader.rs` (the old lab's way, `--no-reader`) and
+//! `connect.rs` (reaching the server, and saying clearly why not).
+//!
 //! # Bounded, whatever the other side does
 //!
 //! Nothing the server or a classmate sends can make the client grow or hang: upcall lines wait for
@@ -32,25 +39,31 @@
 //! the server does not take within [`WAIT`] ends the session, and leaving waits at most
 //! [`FAREWELL`] for the server.
 
-use std::collections::VecDeque;
 use std::io::{self, BufRead};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod connect;
+mod mailbox;
+mod no_reader;
 mod screen;
 
+pub use connect::{connect, with_default_port};
 pub use screen::Screen;
+
+use mailbox::{Heard, Mailbox};
+use no_reader::{read_until, without_reader_thread, Waited};
 
 use crate::callbacks::{self, CALLBACKS};
 use crate::error::Error;
 use crate::framing::{LineReader, LineSender};
 use crate::lock;
 use crate::log::seconds;
-use crate::protocol::{self, Message, ProtocolError, DEFAULT_PORT, ON_EVENT};
+use crate::protocol::{self, Message, ProtocolError, ON_EVENT};
 
 /// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
 /// server's `BYE`. Five seconds is the server's default upcall timeout too.
@@ -59,10 +72,6 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a leaving client waits for the server: to take its `BYE`, and to close. A server that
 /// does neither cannot keep the program from ending.
 pub const FAREWELL: Duration = Duration::from_secs(2);
-
-/// News the reader thread keeps for the keyboard thread: only the newest, since the keyboard
-/// thread only ever waits for something recent (the upcall its own message causes).
-const MAILBOX: usize = 64;
 
 /// What the client can be told on its command line.
 #[derive(Debug, Clone)]
@@ -73,19 +82,6 @@ pub struct ClientConfig {
     pub reader_thread: bool,
     /// Longest line accepted and sent, newline included.
     pub max_line: usize,
-}
-
-/// What the socket side tells the keyboard side.
-#[derive(Debug)]
-enum Heard {
-    /// `on_event` was called with this text (and has printed it).
-    OnEvent(String),
-    /// The server rejected something with `ERR` (and it has been printed).
-    ServerError,
-    /// The server acknowledged a `REGISTER`.
-    Registered(String),
-    /// The connection is closed.
-    Closed,
 }
 
 /// What both threads share.
@@ -266,39 +262,6 @@ fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>) {
     }
 }
 
-/// The client without a reader thread, like the old lab's: the socket is read only after the user
-/// has sent a message. Upcalls that arrive in between wait in the socket, unanswered.
-fn without_reader_thread(
-    session: &Session,
-    mut reader: LineReader<TcpStream>,
-    keyboard: impl BufRead,
-) -> Link {
-    let ending = keyboard_loop(session, keyboard, |expected| {
-        // Now, and only now, the socket is read: upcalls that queued up while the user was
-        // typing are answered late, then comes the one this message caused.
-        let waited = read_until(session, &mut reader, WAIT, |heard| match heard {
-            Heard::OnEvent(text) => text == expected,
-            Heard::ServerError | Heard::Closed => true,
-            Heard::Registered(_) => false,
-        });
-        match waited {
-            Waited::Heard(_) => Link::Up,
-            Waited::TimedOut => {
-                session.screen.line(&no_upcall());
-                Link::Up
-            }
-            Waited::Lost => Link::Lost,
-        }
-    });
-    if ending == Link::Up {
-        // The server's BYE and its close; a server that never closes is left after FAREWELL.
-        read_until(session, &mut reader, FAREWELL, |heard| {
-            matches!(heard, Heard::Closed)
-        });
-    }
-    ending
-}
-
 /// The keyboard side, the same with or without a reader thread: show the prompt, read a line,
 /// send it as `MSG` and let `wait_for_upcall` wait for the upcall it causes; until `bye` or the end
 /// of input, which send `BYE`.
@@ -353,48 +316,6 @@ enum Link {
     Up,
     /// The server closed the connection, or stopped reading.
     Lost,
-}
-
-/// What [`read_until`] ended with.
-enum Waited {
-    /// What we waited for (or the connection closing while we were leaving anyway).
-    Heard(Heard),
-    /// Nothing of the kind within [`WAIT`].
-    TimedOut,
-    /// The server closed the connection.
-    Lost,
-}
-
-/// Reads and handles lines (answering upcalls on the way) until `done` says that what was heard
-/// is what we wait for, or `patience` passes. Only used while no reader thread reads the socket.
-fn read_until(
-    session: &Session,
-    reader: &mut LineReader<TcpStream>,
-    patience: Duration,
-    done: impl Fn(&Heard) -> bool,
-) -> Waited {
-    let deadline = Instant::now() + patience;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || session.socket.set_read_timeout(Some(left)).is_err() {
-            return Waited::TimedOut;
-        }
-        let heard = match reader.read_message() {
-            // An answer that cannot be sent ends the session like a close.
-            Ok(Some(message)) => session.handle(message).unwrap_or(Some(Heard::Closed)),
-            Err(Error::Protocol(error)) => {
-                session.ignore_bad_line(error);
-                None
-            }
-            Err(error) if error.is_timeout() => continue,
-            Ok(None) | Err(Error::Io(_)) => Some(Heard::Closed),
-        };
-        match heard {
-            Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return Waited::Lost,
-            Some(heard) if done(&heard) => return Waited::Heard(heard),
-            _ => {}
-        }
-    }
 }
 
 /// The outcome of sending one typed line.
@@ -462,45 +383,6 @@ fn wait_for_upcall(session: &Session, expected: &str) -> Link {
 /// What the user is told when the upcall a message should cause does not come.
 fn no_upcall() -> String {
     format!("No upcall from the server within {}.", seconds(WAIT))
-}
-
-/// The news from the reader thread for the keyboard thread, bounded: when it is full, the oldest
-/// news is forgotten. Nothing waits to post, so the reader thread never waits for the keyboard.
-#[derive(Default)]
-struct Mailbox {
-    /// Lock: guards the news. Held to push or pop one item, never across I/O.
-    news: Mutex<VecDeque<Heard>>,
-    arrived: Condvar,
-}
-
-impl Mailbox {
-    fn post(&self, heard: Heard) {
-        let mut news = lock(&self.news);
-        if news.len() >= MAILBOX {
-            news.pop_front();
-        }
-        news.push_back(heard);
-        self.arrived.notify_one();
-    }
-
-    /// The oldest news, waiting for some until `deadline`; `None` if none came.
-    fn wait(&self, deadline: Instant) -> Option<Heard> {
-        let mut news = lock(&self.news);
-        loop {
-            if let Some(heard) = news.pop_front() {
-                return Some(heard);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            news = self
-                .arrived
-                .wait_timeout(news, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-    }
 }
 
 fn connection_lost(session: &Session) -> Link {
@@ -574,46 +456,4 @@ impl Session {
         self.screen
             .news(&format!("Ignoring a line from the server: {error}."));
     }
-}
-
-/// `upcall-server` means `upcall-server:4141`.
-pub fn with_default_port(server: &str) -> String {
-    if server.contains(':') {
-        server.to_string()
-    } else {
-        format!("{server}:{DEFAULT_PORT}")
-    }
-}
-
-/// Connects to `server` (a name or an address), turning each way it can fail into one sentence a
-/// student can act on.
-pub fn connect(server: &str) -> Result<TcpStream, String> {
-    let addresses: Vec<SocketAddr> = match server.to_socket_addrs() {
-        Ok(addresses) => addresses.collect(),
-        Err(error) => {
-            return Err(format!(
-                "cannot find the server {server}: {error}. Check the name and port \
-                 (HOST:PORT; in the Docker lab it is upcall-server:4141)."
-            ))
-        }
-    };
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
-    // A name may have several addresses (localhost is ::1 and 127.0.0.1): try each in turn.
-    for address in &addresses {
-        match TcpStream::connect_timeout(address, WAIT) {
-            Ok(stream) => return Ok(stream),
-            Err(error) => last_error = error,
-        }
-    }
-    Err(match last_error.kind() {
-        io::ErrorKind::ConnectionRefused => format!(
-            "cannot connect to {server}: connection refused. Is servercall running there? \
-             Start it with `cargo run --bin servercall`, or point --server at it."
-        ),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
-            "cannot connect to {server}: no answer within 5 s. Is the address right, and is \
-             the server on a network this machine can reach?"
-        ),
-        _ => format!("cannot connect to {server}: {last_error}."),
-    })
 }
