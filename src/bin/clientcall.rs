@@ -1,5 +1,5 @@
 //! `clientcall`: the upcall client's program. It reads its options and hands the keyboard to the
-//! library's client (`src/client.rs`), which does all the work.
+//! library's client (`src/client/`), which does all the work.
 
 use std::io;
 use std::process::ExitCode;

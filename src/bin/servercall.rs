@@ -1,7 +1,7 @@
 //! `servercall`: the upcall server's program. It binds the port, starts the accept loop on a thread
 //! of its own, and gives the main thread (stdin) to the operator's console.
 //!
-//! All the logic lives in the library (`src/server.rs`, `src/console.rs`); this file only wires it up.
+//! All the logic lives in the library (`src/server/`, `src/console.rs`); this file only wires it up.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
