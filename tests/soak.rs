@@ -11,6 +11,8 @@
 //! those are shared by every test of this file (they run on threads of one process). So each test
 //! takes [`serial`] first: one at a time, and the others' threads wait, idle, on the lock.
 
+mod support;
+
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use support::wait_until;
 use upcall::console;
 use upcall::server::{Outcome, Server, ServerConfig};
 
@@ -119,17 +122,6 @@ fn settle(
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 /// A client speaking raw `upcall/1` lines.
@@ -338,15 +330,16 @@ fn churn_of_10000_connections_leaves_no_thread_and_no_descriptor_behind() {
 // 2. A client that never reads
 
 /// While the console broadcasts big upcalls and another client chats, one client never reads.
-/// Its socket buffers fill, the next write to it blocks, and after the write timeout it is
-/// dropped. Meanwhile no other client misses a single upcall, no broadcast waits longer than a
-/// couple of write timeouts, and afterwards no thread is left behind.
+/// Its socket buffers fill, then its outbox, and it is dropped (too far behind, a line unsent for
+/// the write timeout, or too many upcalls unanswered, whichever comes first). Meanwhile no other
+/// client misses a single upcall, no broadcast waits for the stuck client, and afterwards no
+/// thread is left behind.
 fn a_client_that_never_reads(readers: usize, after_drop: usize) {
     let _serial = serial();
     let write_timeout = Duration::from_millis(500);
     let server = TestServer::start(ServerConfig {
         write_timeout,
-        // Long: the stuck client must be dropped by the write timeout, not by the upcall timeout.
+        // Long: the stuck client must be dropped for not reading, not by the upcall timeout.
         upcall_timeout: Duration::from_secs(30),
         // Big lines fill the stuck client's buffers (a few MiB on loopback) in a few dozen writes.
         max_line: 128 * 1024,
@@ -443,12 +436,10 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
         "{stuck_name} dropped after {} broadcasts of 64 KiB ({messages} chat messages); slowest broadcast {slowest:?}",
         dropped_after.unwrap_or(0)
     );
-    // How long may one broadcast wait for the stuck client? The write timeout bounds one `write`
-    // call, not one line: a 64 KiB line that partly fits returns after one timeout having written
-    // part of it, and `write_all` waits a second timeout for the rest (measured: 1.03 s with
-    // 500 ms). The broadcast may also queue behind a chat upcall's write on the same socket
-    // (its writer lock), and wait for the chatty client's RETURN, read by a thread that is in
-    // such a write itself. So: four write timeouts, and slack for a loaded machine.
+    // How long may one broadcast wait for the stuck client? Not at all: a line that does not fit
+    // waits in its outbox, and the writer waits at most one send timeout (10 ms) once. What a
+    // broadcast does wait for is the answers of the readers, which queue behind the chatty
+    // client's 16 KiB upcalls. The bound is generous, for a loaded machine.
     let bound = write_timeout * 4 + Duration::from_secs(2);
     assert!(
         slowest <= bound,
@@ -762,4 +753,62 @@ fn many_clients_sending_while_the_console_broadcasts_get_every_upcall_once() {
 #[ignore = "heavy: run with --release -- --ignored"]
 fn hundreds_of_clients_sending_while_the_console_broadcasts_get_every_upcall_once() {
     everybody_at_once(100, 40, 100);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A line without end
+
+/// This process's resident memory in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 100 MiB without a newline (a `cat /dev/zero | nc` accident, or an attack) must cost the server
+/// one small buffer, not 100 MiB: it reads and discards, waiting for the newline. The server runs
+/// in this process, so this process's resident memory is the server's; `serial` keeps the other
+/// tests of this file from running meanwhile.
+#[test]
+fn a_100_mib_line_is_discarded_without_being_stored() {
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: usize = 100 * 1024 * 1024;
+    let _serial = serial();
+    let server = TestServer::start(config());
+    let mut flood = Client::registered(server.address, "on_event");
+    let mut other = Client::registered(server.address, "on_event");
+    let chunk = vec![b'a'; CHUNK];
+
+    let before = resident_kib();
+    let started = Instant::now();
+    flood.send("MSG ");
+    for _ in 0..TOTAL / CHUNK {
+        flood.writer.write_all(&chunk).expect("send");
+    }
+    flood.send("\nMSG ok\n");
+    assert_eq!(
+        flood.line(),
+        "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)"
+    );
+    let elapsed = started.elapsed();
+    let grown = resident_kib().saturating_sub(before);
+
+    assert_eq!(
+        flood.line(),
+        "UPCALL 1 on_event Upcall event: Processing ok"
+    );
+    let says = format!("UPCALL 1 on_event Upcall event: {} says ok", flood.name);
+    assert_eq!(other.line(), says);
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "100 MiB took {elapsed:?}"
+    );
+    assert!(
+        grown < 16 * 1024,
+        "resident memory grew by {grown} KiB while the server skipped 100 MiB"
+    );
+    server.stop();
 }

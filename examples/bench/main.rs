@@ -18,7 +18,7 @@
 //! 4. **Broadcast fan-out** to N clients of the real `servercall`, through its console: from
 //!    writing `broadcast` on its stdin until the last client has its `UPCALL`, and until the
 //!    console has said that every client returned. Rows 4r do the same against the least a
-//!    thread-per-client server must do (see `bench_support/fan_out.rs`).
+//!    thread-per-client server must do (see `fan_out.rs` beside this file).
 //! 5. **Capacity**: N idle, registered clients held by one `servercall`: its threads, RSS, open
 //!    files and memory maps per client, and which limit of this machine stops a larger N.
 //! 6. **Pipelined throughput** on one connection, K messages in flight, against raw TCP writing
@@ -53,13 +53,9 @@ macro_rules! progress {
     ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
 }
 
-#[path = "bench_support/burst.rs"]
 mod burst;
-#[path = "bench_support/fan_out.rs"]
 mod fan_out;
-#[path = "bench_support/system.rs"]
 mod system;
-#[path = "bench_support/wire.rs"]
 mod wire;
 
 use fan_out::LoadMode;
