@@ -55,6 +55,12 @@ use std::fmt;
 /// The protocol name and version sent in `WELCOME`.
 pub const PROTOCOL_VERSION: &str = "upcall/1";
 
+/// The verbs a client sends: what a server expects, and says so when a line has another verb.
+pub const CLIENT_VERBS: &str = "REGISTER, MSG, RETURN, FAIL or BYE";
+
+/// The verbs a server sends: what a client expects.
+pub const SERVER_VERBS: &str = "WELCOME, REGISTERED, UPCALL, ERR or BYE";
+
 /// The TCP port of the lab, kept from the old Python scripts.
 pub const DEFAULT_PORT: u16 = 4141;
 
@@ -121,6 +127,9 @@ pub enum Message {
 ///
 /// A small `Copy` enum with fixed messages, in the style of `httparse`: cheap to return, easy to
 /// match on in tests, and the text after `ERR` on the wire is exactly [`ProtocolError::as_str`].
+/// The texts fit both directions (the same parser reads the server's lines in the client); where
+/// the direction matters, the receiver adds it: for an unknown verb, the server's `ERR` names the
+/// verbs it expected ([`CLIENT_VERBS`]), the client's note those of a server ([`SERVER_VERBS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
     /// The line (with its newline) is longer than the receiver's limit.
@@ -132,7 +141,7 @@ pub enum ProtocolError {
     /// The line contains an invisible character that reorders or hides text (a bidi override, a
     /// line separator, a zero-width space, ...).
     FormatCharacter,
-    /// The first word is not a verb of `upcall/1`.
+    /// The first word is not a verb of `upcall/1` (in either direction).
     UnknownVerb,
     /// The verb needs a field that is not there (`REGISTER` without a name, ...).
     MissingField,
@@ -156,9 +165,7 @@ impl ProtocolError {
             ProtocolError::FormatCharacter => {
                 "invisible format character in line (bidi control, separator or zero-width)"
             }
-            ProtocolError::UnknownVerb => {
-                "unknown verb (expected REGISTER, MSG, RETURN, FAIL or BYE)"
-            }
+            ProtocolError::UnknownVerb => "unknown verb",
             ProtocolError::MissingField => "missing field",
             ProtocolError::UnexpectedField => "unexpected field",
             ProtocolError::BadCallbackName => {

@@ -63,7 +63,7 @@ use crate::error::Error;
 use crate::framing::{LineReader, LineSender};
 use crate::lock;
 use crate::log::seconds;
-use crate::protocol::{self, Message, ProtocolError, ON_EVENT};
+use crate::protocol::{self, Message, ProtocolError, ON_EVENT, SERVER_VERBS};
 
 /// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
 /// server's `BYE`. Five seconds is the server's default upcall timeout too.
@@ -453,7 +453,11 @@ impl Session {
     }
 
     fn ignore_bad_line(&self, error: ProtocolError) {
+        let reason = match error {
+            ProtocolError::UnknownVerb => format!("{error} (expected {SERVER_VERBS})"),
+            _ => error.to_string(),
+        };
         self.screen
-            .news(&format!("Ignoring a line from the server: {error}."));
+            .news(&format!("Ignoring a line from the server: {reason}."));
     }
 }

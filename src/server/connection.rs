@@ -13,7 +13,7 @@ use super::pending::Outcome;
 use super::Server;
 use crate::error::Error;
 use crate::log::seconds;
-use crate::protocol::{self, Message, ProtocolError, ON_EVENT};
+use crate::protocol::{self, Message, ProtocolError, CLIENT_VERBS, ON_EVENT};
 
 /// What the connection does after a line.
 enum Next {
@@ -220,6 +220,8 @@ fn bad_line(error: ProtocolError, max_line: usize) -> String {
         ProtocolError::LineTooLong => format!(
             "{error} (the limit is {max_line} bytes with the newline; the line was skipped)"
         ),
+        // The parser reads both directions; which verbs were expected depends on who is reading.
+        ProtocolError::UnknownVerb => format!("{error} (expected {CLIENT_VERBS})"),
         _ => error.to_string(),
     }
 }
