@@ -5,7 +5,7 @@ use std::io;
 use std::process::ExitCode;
 
 use upcall::cli::{self, Usage};
-use upcall::client;
+use upcall::client::{self, Link};
 
 fn main() -> ExitCode {
     let config = match cli::client_options(
@@ -22,5 +22,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    client::run(&config, io::stdin().lock())
+    // 0 when the user left (`bye` or the end of input), 1 when the connection failed or was lost.
+    match client::run(&config, io::stdin().lock()) {
+        Ok(Link::Up) => ExitCode::SUCCESS,
+        Ok(Link::Lost) => ExitCode::FAILURE,
+        Err(sentence) => {
+            eprintln!("clientcall: {sentence}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,281 @@
+//! The protocol side of the client: the session both threads share, connecting and registering,
+//! the reader thread that answers upcalls, sending a message and waiting for the upcall it causes.
+//! It prints only through the [`Screen`]; the keyboard, the prompts and the exit code are the
+//! terminal side's, in `mod.rs`.
+
+use std::io;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::mailbox::{Heard, Mailbox};
+use super::no_reader::{read_until, Waited};
+use super::{connect, with_default_port, ClientConfig, Link, Screen, WAIT};
+use crate::callbacks::{self, CALLBACKS};
+use crate::error::Error;
+use crate::framing::{LineReader, LineSender};
+use crate::lock;
+use crate::log::seconds;
+use crate::protocol::{self, Message, ProtocolError, ON_EVENT, SERVER_VERBS};
+
+/// What both threads share.
+pub(super) struct Session {
+    /// Lock: guards the order of bytes on the socket: the main thread sends `MSG` and `BYE`, the
+    /// reader thread sends `RETURN` and `FAIL`, and each line must leave whole. Held for one write.
+    pub(super) writer: Mutex<LineSender<TcpStream>>,
+    /// Another handle to the socket, to set how long a read may wait. Socket options need no lock.
+    pub(super) socket: TcpStream,
+    pub(super) screen: Screen,
+    pub(super) mailbox: Mailbox,
+    pub(super) max_line: usize,
+    /// The user said `bye`: from now on the server closing the connection is expected, not news.
+    pub(super) leaving: AtomicBool,
+}
+
+/// Connect, read `WELCOME`, register every callback.
+pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), String> {
+    let server = with_default_port(&config.server);
+    let stream = connect(&server)?;
+    let lost = |error: io::Error| format!("lost the connection to {server}: {error}");
+    // See the server's `admit` on TCP_NODELAY: the same reasoning holds for RETURN lines.
+    stream.set_nodelay(true).map_err(lost)?;
+    stream.set_read_timeout(Some(WAIT)).map_err(lost)?;
+    // A server that stops reading fills the socket's buffers; then a write gives up after this
+    // long instead of hanging the client for ever.
+    stream.set_write_timeout(Some(WAIT)).map_err(lost)?;
+    let mut reader = LineReader::new(stream.try_clone().map_err(lost)?, config.max_line);
+    let client_id = match reader.read_message() {
+        Ok(Some(Message::Welcome { client_id })) => client_id,
+        Ok(Some(Message::Err { reason })) => return Err(format!("the server said: {reason}")),
+        Ok(Some(other)) => {
+            return Err(format!(
+                "{server} does not speak upcall/1: it opened with {} instead of WELCOME",
+                other.verb()
+            ))
+        }
+        Ok(None) => {
+            return Err(format!(
+                "{server} closed the connection before saying WELCOME"
+            ))
+        }
+        Err(Error::Protocol(error)) => {
+            return Err(format!("{server} does not speak upcall/1 ({error})"))
+        }
+        Err(Error::Io(error)) => {
+            return Err(format!(
+                "{server} did not say WELCOME within {} ({error})",
+                seconds(WAIT)
+            ))
+        }
+    };
+    let session = Session {
+        writer: Mutex::new(LineSender::new(
+            stream.try_clone().map_err(lost)?,
+            config.max_line,
+        )),
+        socket: stream,
+        screen: Screen::new(),
+        mailbox: Mailbox::default(),
+        max_line: config.max_line,
+        leaving: AtomicBool::new(false),
+    };
+    session
+        .screen
+        .line(&format!("Connected to {server} as {client_id}."));
+    // One callback at a time, each acknowledged before the next: the client knows the server
+    // accepted it, and the conversation reads REGISTER, REGISTERED, REGISTER, REGISTERED in
+    // Wireshark, the same in every capture.
+    for (name, _) in CALLBACKS {
+        let callback = name.to_string();
+        session
+            .send(&Message::Register {
+                callback: callback.clone(),
+            })
+            .map_err(|error| format!("lost the connection to {server}: {error}"))?;
+        let acknowledged = read_until(&session, &mut reader, WAIT, |heard| match heard {
+            Heard::Registered(registered) => *registered == callback,
+            Heard::ServerError | Heard::Closed => true,
+            Heard::OnEvent(_) => false,
+        });
+        match acknowledged {
+            Waited::Heard(Heard::Registered(_)) => {}
+            Waited::Heard(_) => return Err(format!("{server} refused to register {callback}")),
+            Waited::TimedOut => {
+                return Err(format!(
+                    "{server} did not acknowledge REGISTER {callback} within {}",
+                    seconds(WAIT)
+                ))
+            }
+            Waited::Lost => return Err(format!("{server} closed the connection")),
+        }
+    }
+    Ok((session, reader))
+}
+
+/// The reader thread: every line from the server, as it comes, until the connection closes.
+pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>) {
+    loop {
+        match reader.read_message() {
+            Ok(Some(message)) => match session.handle(message) {
+                Ok(Some(news)) => session.mailbox.post(news),
+                Ok(None) => {}
+                Err(error) if error.is_timeout() && !session.leaving.load(Ordering::SeqCst) => {
+                    session.screen.last_line(&stopped_reading());
+                    std::process::exit(1);
+                }
+                Err(_) => break,
+            },
+            Err(Error::Protocol(error)) => session.ignore_bad_line(error),
+            Ok(None) | Err(Error::Io(_)) => break,
+        }
+    }
+    if session.leaving.load(Ordering::SeqCst) {
+        session.mailbox.post(Heard::Closed);
+    } else {
+        // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
+        // the user to press Enter before saying the server is gone would be worse. So the news
+        // and the exit happen here.
+        session.screen.last_line("Server closed the connection.");
+        std::process::exit(1);
+    }
+}
+
+/// The outcome of sending one typed line.
+pub(super) enum Sent {
+    /// Sent; the `on_event` text the server will call back with.
+    Yes(String),
+    /// Not sent: the line cannot be a `MSG` (too long, control characters). The user was told.
+    Refused,
+    ConnectionLost,
+    /// The line did not go out within [`WAIT`]: the server is not reading.
+    ServerStoppedReading,
+}
+
+/// What the user is told when the server has not taken a line for [`WAIT`].
+pub(super) fn stopped_reading() -> String {
+    format!(
+        "The server stopped reading: nothing could be sent for {}. Giving up.",
+        seconds(WAIT)
+    )
+}
+
+pub(super) fn send_message(session: &Session, text: &str) -> Sent {
+    match session.send(&Message::Msg {
+        text: text.to_string(),
+    }) {
+        Ok(()) => Sent::Yes(protocol::processing(text)),
+        Err(Error::Protocol(error)) => {
+            let limit = match error {
+                ProtocolError::LineTooLong => {
+                    format!(" (at most {} bytes a line)", session.max_line)
+                }
+                _ => String::new(),
+            };
+            session
+                .screen
+                .line(&format!("Cannot send that message: {error}{limit}."));
+            Sent::Refused
+        }
+        Err(error) if error.is_timeout() => Sent::ServerStoppedReading,
+        Err(Error::Io(_)) => Sent::ConnectionLost,
+    }
+}
+
+/// Waits for the `on_event` upcall that our message causes, so that its line is printed before the
+/// next prompt.
+pub(super) fn wait_for_upcall(session: &Session, expected: &str) -> Link {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match session.mailbox.wait(deadline) {
+            Some(Heard::OnEvent(text)) if text == expected => return Link::Up,
+            // Another client's message or a broadcast (already printed), or news from before
+            // this message was sent: not the answer we wait for.
+            Some(Heard::OnEvent(_)) => {}
+            Some(Heard::ServerError) => return Link::Up,
+            Some(Heard::Registered(_)) => {}
+            Some(Heard::Closed) => return Link::Lost,
+            None => {
+                session.screen.line(&no_upcall());
+                return Link::Up;
+            }
+        }
+    }
+}
+
+/// What the user is told when the upcall a message should cause does not come.
+pub(super) fn no_upcall() -> String {
+    format!("No upcall from the server within {}.", seconds(WAIT))
+}
+
+impl Session {
+    pub(super) fn send(&self, message: &Message) -> Result<(), Error> {
+        lock(&self.writer).send(message)
+    }
+
+    /// One line from the server. Runs upcalls; returns what the main thread may be waiting for, or
+    /// the error of an answer that could not be sent.
+    pub(super) fn handle(&self, message: Message) -> Result<Option<Heard>, Error> {
+        match message {
+            Message::Upcall {
+                id,
+                callback,
+                argument,
+            } => {
+                let answer = match callbacks::find(&callback) {
+                    // What a callback shows is printed if the terminal keeps up, and counted and
+                    // skipped if upcalls come faster than it shows them; it is answered either way.
+                    Some(function) => match function(&argument, &|text| self.screen.news(text)) {
+                        Ok(value) => Message::Return { id, value },
+                        Err(reason) => Message::Fail { id, reason },
+                    },
+                    None => Message::Fail {
+                        id,
+                        reason: format!("unknown callback {callback}"),
+                    },
+                };
+                match self.send(&answer) {
+                    Err(Error::Protocol(error)) => {
+                        // The result cannot go on the wire (too long, say): the server still
+                        // gets an answer, so it need not wait out its timeout.
+                        self.send(&Message::Fail {
+                            id,
+                            reason: format!("the result cannot be sent: {error}"),
+                        })?;
+                    }
+                    sent => sent?,
+                }
+                Ok((callback == ON_EVENT).then_some(Heard::OnEvent(argument)))
+            }
+            Message::Err { reason } => {
+                self.screen.news(&format!("Server error: {reason}"));
+                Ok(Some(Heard::ServerError))
+            }
+            Message::Bye => {
+                if !self.leaving.load(Ordering::SeqCst) {
+                    self.screen
+                        .line("Server said BYE: it is closing the connection.");
+                }
+                Ok(None)
+            }
+            Message::Registered { callback } => Ok(Some(Heard::Registered(callback))),
+            // A server that breaks the protocol is reported, not obeyed; the client goes on.
+            other => {
+                self.screen.news(&format!(
+                    "Ignoring {} from the server: it is not a server's line.",
+                    other.verb()
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) fn ignore_bad_line(&self, error: ProtocolError) {
+        let reason = match error {
+            ProtocolError::UnknownVerb => format!("{error} (expected {SERVER_VERBS})"),
+            _ => error.to_string(),
+        };
+        self.screen
+            .news(&format!("Ignoring a line from the server: {reason}."));
+    }
+}
