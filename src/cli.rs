@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::client::{with_default_port, ClientConfig};
+use crate::protocol::DEFAULT_MAX_LINE;
 use crate::server::ServerConfig;
 
 /// `servercall --help`. The defaults it shows are the ones [`ServerConfig::default`] has.
@@ -50,20 +51,25 @@ Stdin is the operator's console: type `help` there once the server runs.",
 /// Where `servercall` listens, and `clientcall` connects, unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
 
-pub const CLIENTCALL_HELP: &str = "\
+/// `clientcall --help`, with the defaults the code uses.
+pub fn clientcall_help() -> String {
+    format!(
+        "\
 clientcall: the upcall/1 client. It registers on_event, uppercase and hostname, sends what you
 type as messages, and runs whatever the server calls back.
 
 Usage: clientcall [--server ADDR] [--no-reader] [--max-line BYTES]
 
 Options:
-  --server ADDR     the server, HOST:PORT or HOST (default 127.0.0.1:4141; environment
+  --server ADDR     the server, HOST:PORT or HOST (default {DEFAULT_LISTEN}; environment
                     UPCALL_SERVER; in the Docker lab upcall-server:4141)
   --no-reader       no reader thread: read the socket only after each message, like the old lab
-  --max-line BYTES  longest line accepted and sent, newline included (default 4096)
+  --max-line BYTES  longest line accepted and sent, newline included (default {DEFAULT_MAX_LINE})
   --help            this text
 
-Type a message and press Enter; `bye` (or Ctrl-D) ends the session.";
+Type a message and press Enter; `bye` (or Ctrl-D) ends the session."
+    )
+}
 
 /// What `servercall` was asked to do.
 #[derive(Debug, Clone)]
@@ -119,7 +125,7 @@ pub fn client_options(
     let mut config = ClientConfig {
         server: env_server.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
         reader_thread: true,
-        max_line: crate::protocol::DEFAULT_MAX_LINE,
+        max_line: DEFAULT_MAX_LINE,
     };
     let mut args = Flags::new(args);
     while let Some(flag) = args.next_flag()? {

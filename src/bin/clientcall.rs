@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     ) {
         Ok(config) => config,
         Err(Usage::Help) => {
-            println!("{}", cli::CLIENTCALL_HELP);
+            println!("{}", cli::clientcall_help());
             return ExitCode::SUCCESS;
         }
         Err(Usage::Wrong(sentence)) => {
