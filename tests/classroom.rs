@@ -18,7 +18,7 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, wait_until, TestServer};
+use support::{quiet_config, resident_kib, wait_until, TestServer};
 use upcall::server::ServerConfig;
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -26,16 +26,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// This process's resident memory in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The kernel's count of connections dropped because a listen queue was full.
@@ -121,7 +111,7 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
         };
         students.push((writer, listening));
     }
-    let baseline_kib = resident_kib();
+    let baseline_kib = resident_kib("self");
 
     // The bad neighbours.
     let _stuck = join_class(server.addr);
@@ -189,7 +179,7 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
         answered.load(Ordering::SeqCst)
     );
     let worst = Duration::from_micros(worst_micros.load(Ordering::SeqCst));
-    let grown_kib = resident_kib().saturating_sub(baseline_kib);
+    let grown_kib = resident_kib("self").saturating_sub(baseline_kib);
     eprintln!(
         "classroom: {STUDENTS} students sent {sent} messages; slowest MSG -> UPCALL {worst:?}; \
          this process grew by {grown_kib} KiB"
@@ -269,7 +259,7 @@ fn three_hundred_thousand_registrations_cost_under_2_mib() {
             .filter(|line| line.starts_with("ERR too many callbacks"))
             .count()
     });
-    let before = resident_kib();
+    let before = resident_kib("self");
     let mut batch = String::new();
     for n in 0..300_000 {
         batch.push_str(&format!("REGISTER cb_{n}\n"));
@@ -281,7 +271,7 @@ fn three_hundred_thousand_registrations_cost_under_2_mib() {
     batch.push_str("BYE\n");
     stream.write_all(batch.as_bytes()).unwrap();
     let refused = refusals.join().unwrap();
-    let grown = resident_kib().saturating_sub(before);
+    let grown = resident_kib("self").saturating_sub(before);
     eprintln!("300,000 REGISTERs: {refused} refused; grew by {grown} KiB");
     assert_eq!(refused, 300_000 - 63); // on_event was the first
     assert!(grown < 2048, "grew by {grown} KiB");

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, wait_until, TestServer};
+use support::{quiet_config, resident_kib, wait_until, TestServer};
 use upcall::server::Outcome;
 
 fn clientcall(address: &str) -> Child {
@@ -24,15 +24,6 @@ fn clientcall(address: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start clientcall")
-}
-
-fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Waits for `child` to end, up to `limit`; its exit code and how long it took.
@@ -64,7 +55,7 @@ fn a_flood_of_upcalls_with_a_paused_terminal_keeps_memory_flat() {
         .clients()
         .first()
         .is_some_and(|client| client.callbacks.len() == 3)));
-    let start_kib = resident_kib(student.id());
+    let start_kib = resident_kib(&student.id().to_string());
 
     let (mut classmate, _) = server.connect_registered(&[]);
     let text = "x".repeat(4000);
@@ -76,7 +67,7 @@ fn a_flood_of_upcalls_with_a_paused_terminal_keeps_memory_flat() {
         // The classmate registered nothing, so each MSG earns it an ERR: read them.
         classmate.expect_line();
     }
-    let end_kib = resident_kib(student.id());
+    let end_kib = resident_kib(&student.id().to_string());
     // Still connected, still answering: a call gets its answer at once.
     let answer = server.call("client-1", "uppercase", "still there");
     eprintln!(

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use support::wait_until;
+use support::{resident_kib, wait_until};
 use upcall::console;
 use upcall::server::{Outcome, Server, ServerConfig};
 
@@ -758,16 +758,6 @@ fn hundreds_of_clients_sending_while_the_console_broadcasts_get_every_upcall_onc
 // ---------------------------------------------------------------------------------------------
 // 5. A line without end
 
-/// This process's resident memory in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// 100 MiB without a newline (a `cat /dev/zero | nc` accident, or an attack) must cost the server
 /// one small buffer, not 100 MiB: it reads and discards, waiting for the newline. The server runs
 /// in this process, so this process's resident memory is the server's; `serial` keeps the other
@@ -782,7 +772,7 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
     let mut other = Client::registered(server.address, "on_event");
     let chunk = vec![b'a'; CHUNK];
 
-    let before = resident_kib();
+    let before = resident_kib("self");
     let started = Instant::now();
     flood.send("MSG ");
     for _ in 0..TOTAL / CHUNK {
@@ -794,7 +784,7 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
         "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)"
     );
     let elapsed = started.elapsed();
-    let grown = resident_kib().saturating_sub(before);
+    let grown = resident_kib("self").saturating_sub(before);
 
     assert_eq!(
         flood.line(),

@@ -294,3 +294,15 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The resident memory of a process in KiB (`VmRSS` in `/proc/<process>/status`; `"self"` for this
+/// one). The tests that measure memory run on Linux: without the file they fail, not pass.
+pub fn resident_kib(process: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status"))
+        .unwrap_or_else(|error| panic!("/proc/{process}/status: {error}"));
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
