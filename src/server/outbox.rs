@@ -107,6 +107,15 @@ pub(super) enum Pushed {
     Queued,
 }
 
+/// What a flush achieved.
+#[derive(Debug, PartialEq, Eq)]
+enum Flushed {
+    /// Nothing waits any more.
+    AllSent,
+    /// The socket filled up again: the rest waits for the next visit.
+    StillWaiting,
+}
+
 impl Outbox {
     pub(super) fn new(socket: Arc<TcpStream>, limit: usize) -> Outbox {
         Outbox {
@@ -125,8 +134,8 @@ impl Outbox {
         self.close_on_error(pushed)
     }
 
-    /// Writes what waits, as far as the socket takes it. True when nothing waits any more.
-    fn flush(&mut self, write_timeout: Duration) -> Result<bool, Stuck> {
+    /// Writes what waits, as far as the socket takes it.
+    fn flush(&mut self, write_timeout: Duration) -> Result<Flushed, Stuck> {
         let flushed = self.try_flush(write_timeout);
         self.close_on_error(flushed)
     }
@@ -173,7 +182,7 @@ impl Outbox {
         Ok(pushed)
     }
 
-    fn try_flush(&mut self, write_timeout: Duration) -> Result<bool, Stuck> {
+    fn try_flush(&mut self, write_timeout: Duration) -> Result<Flushed, Stuck> {
         if self.closed {
             return Err(Stuck::Closed);
         }
@@ -187,13 +196,13 @@ impl Outbox {
             oldest.written += written;
             self.waiting_bytes -= written;
             if oldest.written < oldest.line.len() {
-                return Ok(false); // the socket is full again
+                return Ok(Flushed::StillWaiting); // the socket is full again
             }
             self.queue.pop_front();
         }
         // A client that caught up gives its queue's memory back.
         self.queue = VecDeque::new();
-        Ok(true)
+        Ok(Flushed::AllSent)
     }
 }
 
@@ -240,8 +249,8 @@ impl Server {
                 };
                 let flushed = lock(&peer.outbox).flush(write_timeout);
                 match flushed {
-                    Ok(true) => {}
-                    Ok(false) => self.note_waiting(number),
+                    Ok(Flushed::AllSent) => {}
+                    Ok(Flushed::StillWaiting) => self.note_waiting(number),
                     Err(stuck) => peer.drop_stuck(self, stuck),
                 }
             }
