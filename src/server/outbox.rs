@@ -52,6 +52,9 @@ pub(super) struct Outbox {
     writing: bool,
     /// The client was dropped: nothing more is written or queued.
     closed: bool,
+    /// The client is being dropped while a thread writes to it: that writer finishes sending
+    /// what was queued before (the `ERR` that says why, say), then hangs up.
+    closing: bool,
 }
 
 /// One line, partly written perhaps.
@@ -119,7 +122,7 @@ impl Outbox {
 
     /// Adds a line at the end of the queue, unless the client has fallen too far behind.
     fn add(&mut self, line: Vec<u8>) -> Result<(), Stuck> {
-        if self.closed {
+        if self.closed || self.closing {
             return Err(Stuck::Closed);
         }
         let bytes = self.waiting_bytes + line.len();
@@ -160,8 +163,20 @@ impl Outbox {
         self.waiting_bytes = 0;
     }
 
+    /// The connection is hung up, or will be as soon as the current writer is done.
     pub(super) fn is_closed(&self) -> bool {
-        self.closed
+        self.closed || self.closing
+    }
+
+    /// Asks for the connection to be hung up: true if the caller should shut the socket down
+    /// now; false if a writer is busy and will do it once its lines are out.
+    pub(super) fn hang_up(&mut self) -> bool {
+        if self.writing && !self.closed {
+            self.closing = true;
+            return false;
+        }
+        self.close();
+        true
     }
 
     /// Nothing waits and nobody is writing (or the client was dropped).
@@ -207,17 +222,24 @@ pub(super) fn write_waiting(outbox: &Mutex<Outbox>, socket: &TcpStream) -> Resul
             outbox.close();
             return Err(Stuck::Broken(error));
         }
-        if written.full {
-            outbox.writing = false;
-            return Ok(Sent::SomeWait);
-        }
-        if outbox.queue.is_empty() {
-            outbox.writing = false;
+        let done = if written.full {
+            Sent::SomeWait
+        } else if outbox.queue.is_empty() {
             // A client that caught up gives its queue's memory back.
             outbox.queue = VecDeque::new();
-            return Ok(Sent::All);
+            Sent::All
+        } else {
+            continue; // lines were queued while we wrote: send them too, in this same turn
+        };
+        outbox.writing = false;
+        if outbox.closing {
+            // The client was dropped while we wrote: what could be sent is sent; hang up.
+            outbox.close();
+            drop(outbox);
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+            return Err(Stuck::Closed);
         }
-        // Lines were queued while we wrote: send them too, in this same turn.
+        return Ok(done);
     }
 }
 

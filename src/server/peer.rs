@@ -402,8 +402,11 @@ impl Peer {
     /// client's thread, waiting for input, finds the connection closed and ends; nothing else
     /// depends on it waking up (on Windows a `shutdown` does not wake a waiting thread).
     pub(super) fn hang_up(&self) {
-        lock(&self.outbox).close();
-        let _ = self.socket.shutdown(Shutdown::Both);
+        // A thread busy writing to this client sends what was queued first (the `ERR` that says
+        // why), then hangs up itself.
+        if lock(&self.outbox).hang_up() {
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
     }
 
     /// The connection was hung up (by the server: dropped, kicked, or stopping).
