@@ -270,8 +270,9 @@ impl Server {
                 Err(error) => {
                     // Typically "too many open files" when the process is at its limit. Waiting
                     // a moment lets disconnections free some; exiting would drop every client.
+                    // The moment is short: a student is waiting in the kernel's queue.
                     log!(self, "Cannot accept a connection: {error}");
-                    thread::sleep(Duration::from_millis(100));
+                    thread::sleep(Duration::from_millis(10));
                 }
             }
         }
@@ -303,6 +304,11 @@ impl Server {
             Ok(peer) => Arc::new(peer),
             Err(error) => return log!(self, "Could not start client-{number}: {error}"),
         };
+        if peer.closed_already() {
+            // Connected and closed before we got to it (a port scan, a connect-and-close
+            // flood): no thread, no log line, and its file descriptor is free again at once.
+            return;
+        }
         let entered = lock(&self.shared.registry).enter(&peer, &self.shared.config);
         if let Err(refusal) = entered {
             self.log_refusal(address.ip(), &refusal.why);
