@@ -111,7 +111,16 @@ impl<'a> Connection<'a> {
                 Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
                     self.wait_for_input()
                 }
-                Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+                // The kernel gave up on the connection: keepalive probes, or data sent to the
+                // client, went unanswered (a laptop asleep, a student who left the Wi-Fi).
+                Err(Error::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::HostUnreachable
+                            | std::io::ErrorKind::NetworkUnreachable
+                    ) =>
+                {
                     Next::Close(format!(
                         "vanished: its computer stopped answering for {} (TCP keepalive)",
                         seconds(limits::KEEPALIVE_GIVE_UP)
