@@ -1,19 +1,13 @@
 //! `cargo run --example bare_server`: the whole upcall story in one file. Read this first.
 //!
-//! An upcall server with nothing but the story in it: a thread per client, a registry of clients,
-//! the pending upcalls, `REGISTER`, and `MSG` -> `UPCALL` -> `RETURN`. When every client behaves
-//! it speaks `upcall/1` byte for byte as `servercall` does (the tests run the lab's transcripts
-//! against both), so `clientcall` and `nc` work with it unchanged:
+//! A thread per client, a registry, the pending upcalls, `REGISTER`, `MSG` -> `UPCALL` -> `RETURN`:
+//! nothing else. With well-behaved clients it speaks `upcall/1` byte for byte as `servercall`
+//! does (the tests run the lab's transcripts against both), so `clientcall` and `nc` work with it.
+//! `cargo run --example bare_server -- 0.0.0.0:4141` listens elsewhere than 127.0.0.1:4141.
 //!
-//! ```text
-//! cargo run --example bare_server                    # listens on 127.0.0.1:4141
-//! cargo run --example bare_server -- 0.0.0.0:4141
-//! ```
-//!
-//! What it leaves out is what one student can do to a whole class: stop reading (and stall every
-//! thread that writes to it), flood, hold a slot with silence, never answer. `servercall`
-//! (`src/server/`) is this same story with a defence against each; the README's "Reading the
-//! source" has the table: the threat, the defence, where it is.
+//! It leaves out what one student can do to a whole class: stop reading (and stall whoever writes
+//! to it), flood, hold a slot with silence, never answer. `servercall` is this same story with a
+//! defence against each; the README's "Reading the source" has the table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
@@ -29,10 +23,8 @@ fn main() -> io::Result<()> {
     let address = std::env::args().nth(1);
     let address = address.unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
     let listener = TcpListener::bind(&address)?;
-    println!(
-        "bare_server listening on {} (upcall/1)",
-        listener.local_addr()?
-    );
+    let address = listener.local_addr()?;
+    println!("bare_server listening on {address} (upcall/1)");
     serve(listener);
     Ok(())
 }
@@ -46,7 +38,7 @@ type Registry = Mutex<BTreeMap<u64, Arc<Client>>>;
 /// One connected client, as every thread sees it: its own thread, and the threads of the other
 /// clients whose messages it hears.
 struct Client {
-    /// `client-7`: what `WELCOME` told it, what the log says.
+    /// `client-7`: what `WELCOME` told it.
     name: String,
     /// Lock: guards the order of bytes on this client's socket. Several threads write to it (its
     /// own, and every other client's thread relaying a `MSG`), and each line must leave whole.
@@ -70,9 +62,8 @@ struct State {
 }
 
 impl Client {
-    /// Takes the state's lock (see `state` above for how long it may be held). `unwrap`: a
-    /// poisoned lock means a thread panicked while holding it, a bug, and the bare server
-    /// lets it spread; `servercall` goes on (`lock` in `src/lib.rs`).
+    /// Takes the state's lock. `unwrap`: a poisoned lock means a thread panicked holding it (a
+    /// bug); the bare server lets that spread, `servercall` goes on (`lock` in `src/lib.rs`).
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
@@ -102,12 +93,10 @@ fn serve_client(registry: &Registry, number: u64, stream: TcpStream) {
     let (Ok(address), Ok(writer)) = (stream.peer_addr(), stream.try_clone()) else {
         return; // gone already
     };
-    let name = format!("client-{number}");
-    let (writer, state) = (Mutex::new(writer), Mutex::default());
     let client = Arc::new(Client {
-        name,
-        writer,
-        state,
+        name: format!("client-{number}"),
+        writer: Mutex::new(writer),
+        state: Mutex::default(),
     });
     println!("Connection from: {address} ({})", client.name);
     // Lock: the registry, for one insert. In it before `WELCOME` is harmless: nobody calls a
@@ -119,8 +108,7 @@ fn serve_client(registry: &Registry, number: u64, stream: TcpStream) {
     };
     // Lock: the registry, for one remove.
     registry.lock().unwrap().remove(&number);
-    // Close now, both ways: another thread may still hold a copy of `client` (and so of its
-    // socket) for a moment, and the client must see the end at once.
+    // Close now: another thread may hold a copy of `client` (and its socket) for a moment more.
     let _ = stream.shutdown(Shutdown::Both);
     println!("{} {farewell}", client.name);
 }
@@ -168,9 +156,8 @@ fn converse(registry: &Registry, client: &Client, stream: &TcpStream) -> Result<
                     upcall(other, ON_EVENT, &relayed);
                 }
             }
-            // Step 3: the answer to upcall `id`, read by the called client's own thread. Taking
-            // it out of the pending ones is what makes each upcall end once.
-            // Lock (in both arms): this client's state, for one remove.
+            // Step 3: the answer to upcall `id`, read by the called client's own thread. Taking it
+            // out of the pending ones (lock: this client's state, one remove) ends it once.
             Message::Return { id, value } => match client.state().pending.remove(&id) {
                 Some(_) => println!("{} returned for upcall {id}: {value}", client.name),
                 None => refuse(client, format!("unknown upcall id {id}"))?,
@@ -195,9 +182,8 @@ fn converse(registry: &Registry, client: &Client, stream: &TcpStream) -> Result<
 /// the upcall as pending under the next id, and sends `UPCALL <id> <callback> <argument>`. It
 /// does not wait for the answer (step 1 says why it must not).
 fn upcall(client: &Client, callback: &str, argument: &str) {
-    // Lock order: `writer`, then `state` (the only place that takes both, so no two threads can
-    // wait for each other). Holding the writer while the id is chosen makes ids leave in the
-    // order they were given: 1, 2, 3 on the wire, never 2 before 1.
+    // Lock order: `writer`, then `state`, here (the one place that takes both). Holding the writer
+    // while the id is chosen makes ids leave in the order given: 1, 2, 3, never 2 before 1.
     let mut writer = client.writer.lock().unwrap();
     let id = {
         // Lock: this client's state, to check the callback and file the upcall.
