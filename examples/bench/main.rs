@@ -24,6 +24,15 @@
 //! 6. **Pipelined throughput** on one connection, K messages in flight, against raw TCP writing
 //!    one line per system call (the server's way) and raw TCP coalescing its writes.
 //!
+//! **Why parts 1 and 2 alternate.** A shared machine drifts: another program starts a build, and
+//! every round trip gets slower for a while. Rows measured one after the other carry that drift
+//! into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1 and
+//! 2 run together, in rounds: each round runs a block of each row, raw and server in turn (1, 2,
+//! 1b, 2b; every other round in the opposite order), and keeps each block's p50. A ratio is
+//! taken round by round, between blocks a few milliseconds apart, and the table gives the median
+//! of those ratios with their IQR and range. Five runs in a row then agree within a few
+//! hundredths.
+//!
 //! Parts 1, 2, 3 and 6 run the library server (`upcall::server::Server`, log off) on a thread of
 //! this process, as `servercall` runs it, and the raw server the same way, so both face the same
 //! scheduler. Parts 4 and 5 need 10,000 sockets on each side, more than one process may open here
@@ -79,8 +88,9 @@ Options:
                         4 broadcast and 5 capacity (these two run together), 6 pipelined,
                         7 a burst of connections)
   --clients LIST        N for parts 4 and 5 (default 100,1000,10000)
-  --rounds R            rounds of parts 1 and 2, which alternate in each (default 40)
-  --block B             round trips of each row of parts 1 and 2 in one round (default 500)
+  --rounds R            rounds of parts 1 and 2, which alternate in each (default 60)
+  --block B             round trips of each row of parts 1 and 2 in a round (default 500;
+                        --quick: 200)
   --repeats R           rounds of part 3 and of each pipelined K (default 5)
   --iterations I        round trips per round of part 3 (default 5000)
   --broadcasts B        measured broadcasts per N, after 2 for warm-up (default 20)
@@ -127,7 +137,7 @@ fn options(args: Vec<String>) -> Result<Options, String> {
         } else {
             vec![100, 1000, 10_000]
         },
-        rounds: if quick { 30 } else { 40 },
+        rounds: 60,
         block: if quick { 200 } else { 500 },
         repeats: if quick { 3 } else { 5 },
         iterations: if quick { 2000 } else { 5000 },
