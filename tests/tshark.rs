@@ -212,7 +212,7 @@ fn expected_fields(entries: &[Entry]) -> BTreeMap<u64, BTreeMap<String, String>>
             add("upcall.client", client.clone());
         }
         match message {
-            Err(error) => add("upcall.error", error.as_str().to_string()),
+            Err(error) => add("upcall.error", error.to_string()),
             Ok(message) => {
                 for (name, value) in upcall_capture::message_fields(message) {
                     // tshark writes a tab in a field as `\t`.
