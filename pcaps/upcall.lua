@@ -6,14 +6,20 @@
 -- or for good, by copying it to ~/.local/lib/wireshark/plugins/ (Linux and macOS; on Windows
 -- %APPDATA%\Wireshark\plugins\). Then try the display filters `upcall`,
 -- `upcall.verb == "UPCALL"`, `upcall.callback == "on_event"`, `upcall.client == "client-2"`,
--- `upcall.unanswered`.
+-- `upcall.unanswered`. It runs on Wireshark 4.0 (Lua 5.2) and 4.4 or newer (Lua 5.4); installed
+-- and given with -X at once, the installed copy serves. Wireshark 4.2 and newer, run as root
+-- (sudo), load no Lua plugin at all: run Wireshark as yourself.
 --
--- upcall/1 is text, one message per line ending in "\n" (the grammar is at the top of
--- src/protocol.rs). TCP cuts the byte stream where it likes, so one segment may carry several
--- lines and one line may be spread over several segments. This dissector walks the lines of each
+-- upcall/1 is text, one message per line ending in "\n" (the grammar is in src/protocol.rs, each
+-- rule above the function that checks it; this file has a function of the same name for each).
+-- TCP cuts the byte stream where it likes, so one segment may carry several lines and one line
+-- may be spread over several segments. This dissector walks the lines of each
 -- segment, and when a segment ends in the middle of a line it asks TCP for the next segment
 -- (pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT): the line is then shown, whole, in the frame
--- that completed it. It checks each line exactly as the Rust parser does, and names the same error.
+-- that completed it. It checks each line exactly as the Rust parser does, and names the same error
+-- (tests/tshark.rs checks both on the corpus tests/data/odd-lines.txt). A line over the 4,096-byte
+-- limit is not reassembled: as the server does, the dissector skips to its newline, so an endless
+-- line costs one pass over its bytes.
 --
 -- Every line carries upcall.client, the id the server's WELCOME gave the client of that TCP
 -- connection (client-1, client-2, ...), and the Info column starts with it: `[client-2] UPCALL 1
