@@ -35,6 +35,8 @@
 //! - [`cli`]: the command lines of `servercall` and `clientcall` (`src/bin/`), which stay thin.
 //! - [`log`]: printing that survives a closed stdout, and the server's log, which never makes a
 //!   client wait for a slow terminal.
+//! - [`os`]: what std does not offer (waiting for several sockets, TCP keepalive, the machine's
+//!   limits), asked of the operating system directly: the crate's only `unsafe` code.
 //!
 //! Everything uses the standard library only: blocking sockets, threads, channels and locks. No
 //! async runtime, so that each step of an upcall is a line of code you can point at.
@@ -57,6 +59,8 @@ pub mod client;
 pub mod cli;
 
 pub mod log;
+
+pub mod os;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
