@@ -655,11 +655,14 @@ function upcall.dissector(tvb, pinfo, tree)
     if before then
         local newline = bytes:find("\n", 1, true)
         if newline == nil then
+            -- The hot path of an endless line, once per segment: as little as possible.
             if not pinfo.visited then
                 skipping[direction] = before + length
             end
-            shown[1] = long_line_goes_on(tvb, tree, 0, before + length)
-            offset = length
+            local text = long_line_goes_on(tvb, tree, 0, before + length)
+            pinfo.cols.protocol = "upcall/1"
+            pinfo.cols.info = text
+            return length
         else
             shown[1] = long_line_ends(tvb, pinfo, tree, newline - 1, before + newline - 1, stream)
             offset = newline
