@@ -107,7 +107,8 @@ fn the_server_log_sample_is_real() {
 }
 
 /// The console sample interleaves what the operator types with what the server prints: type each
-/// command, wait for the lines the README shows after it, and rebuild the session from both.
+/// command, wait for the lines the README shows after it, and rebuild the session from both. The
+/// client's terminal meanwhile is the sample `client-console`.
 #[test]
 fn the_console_sample_is_real() {
     for readme in READMES {
@@ -153,6 +154,13 @@ fn console_session_matches(readme: &str) {
     assert_eq!(
         without_ports(&session),
         without_ports(&expected),
+        "{readme}"
+    );
+    // The same session seen from the client's terminal: each upcall it ran, with its result.
+    let (_, client_text) = client.finish();
+    assert_eq!(
+        without_ports(&client_text),
+        without_ports(&sample(readme, "client-console")),
         "{readme}"
     );
 }
