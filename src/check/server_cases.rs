@@ -1,0 +1,517 @@
+//! What a server must do (rules 1-8 of `src/upcall-1.md`), one case per rule, each on
+//! connections of its own; and the runner that plays them against a server.
+//!
+//! A case reads like a conversation with `nc`: send a line, say what should come back. A server
+//! is often shared (a classroom's), so the other clients' messages may reach a case's connection
+//! as `on_event` upcalls (`Upcall event: client-9 says ...`): those are answered and passed over,
+//! unless the case is about them.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use super::timing_cases;
+use super::wire::{parse, Conn, Got, Transcript};
+use super::{after, selected, Case, Options, Outcome, Report, Side};
+use crate::lock;
+use crate::protocol::{processing, relayed, Message};
+
+/// What a server case works with: where the server is, what it was told, and the transcript.
+pub struct ServerCtx {
+    pub addr: SocketAddr,
+    pub options: Options,
+    transcript: Transcript,
+    next_label: u8,
+}
+
+impl ServerCtx {
+    /// A new connection, nothing read yet.
+    pub fn connect(&mut self) -> Result<Peer, String> {
+        let label = char::from(b'A' + self.next_label % 26);
+        self.next_label += 1;
+        let conn = Conn::connect(self.addr, self.options.wait, label, &self.transcript)?;
+        Ok(Peer {
+            conn,
+            client_id: None,
+            upcall_ids: Vec::new(),
+            keep_relays: false,
+            pings: 0,
+            wait: self.options.wait,
+            last: String::new(),
+        })
+    }
+
+    /// A new connection that has read its first line (which only rule 2.1 judges).
+    pub fn open(&mut self) -> Result<Peer, String> {
+        let mut peer = self.connect()?;
+        peer.welcome()?;
+        Ok(peer)
+    }
+
+    /// A new connection that has registered `callbacks`, each acknowledged.
+    pub fn open_registered(&mut self, callbacks: &[&str]) -> Result<Peer, String> {
+        let mut peer = self.open()?;
+        for callback in callbacks {
+            peer.send(&[&format!("REGISTER {callback}")])?;
+            peer.expect_registered(callback)?;
+        }
+        Ok(peer)
+    }
+}
+
+/// One connection to the server under test.
+pub struct Peer {
+    pub conn: Conn,
+    /// What `WELCOME` named this connection.
+    pub client_id: Option<String>,
+    /// Every upcall id received, in order (relays included).
+    pub upcall_ids: Vec<u64>,
+    /// Hand other clients' relayed messages to the case instead of passing them over.
+    pub keep_relays: bool,
+    pings: u32,
+    wait: std::time::Duration,
+    /// The last line read, as received.
+    last: String,
+}
+
+impl Peer {
+    pub fn send(&mut self, lines: &[&str]) -> Result<(), String> {
+        self.conn.send(lines)
+    }
+
+    /// Reads the first line; `WELCOME` sets the client id.
+    pub fn welcome(&mut self) -> Result<Message, String> {
+        let welcome = self.next("WELCOME <client-id> upcall/1 as the first line")?;
+        if let Message::Welcome { client_id } = &welcome {
+            self.client_id = Some(client_id.clone());
+        }
+        Ok(welcome)
+    }
+
+    /// The next message, passing over other clients' relayed messages. `Err` says that `what`
+    /// was expected and what came instead.
+    pub fn next(&mut self, what: &str) -> Result<Message, String> {
+        let deadline = after(self.wait);
+        loop {
+            let line = match self.conn.read_line(deadline) {
+                Got::Line(line) => line,
+                Got::Closed => return Err(format!("{what}; instead the server closed the connection")),
+                Got::Silent => {
+                    return Err(format!("{what}; instead nothing came within {:?}", self.wait))
+                }
+            };
+            self.last = line.clone();
+            let message = match parse(&line) {
+                Ok(message) => message,
+                Err(error) => {
+                    return Err(format!("{what}; instead a line that is not upcall/1 ({error})"))
+                }
+            };
+            if let Message::Upcall { id, callback, argument } = &message {
+                self.upcall_ids.push(*id);
+                let relay = callback == "on_event"
+                    && argument.starts_with("Upcall event: ")
+                    && argument.contains(" says ");
+                if relay && !self.keep_relays {
+                    self.send(&[&format!("RETURN {id} ok")])?;
+                    continue;
+                }
+            }
+            return Ok(message);
+        }
+    }
+
+    /// `what` was expected; the last line read was something else.
+    pub fn instead(&self, what: &str) -> String {
+        format!("{what}; instead `{}`", self.last)
+    }
+
+    pub fn expect_registered(&mut self, callback: &str) -> Result<(), String> {
+        let what = format!("REGISTERED {callback}");
+        match self.next(&what)? {
+            Message::Registered { callback: got } if got == callback => Ok(()),
+            _ => Err(self.instead(&what)),
+        }
+    }
+
+    /// An `ERR` (any reason: it is for a person), in answer to `why`.
+    pub fn expect_err(&mut self, why: &str) -> Result<String, String> {
+        let what = format!("ERR <reason>, because {why}");
+        match self.next(&what)? {
+            Message::Err { reason } => Ok(reason),
+            _ => Err(self.instead(&what)),
+        }
+    }
+
+    /// The `on_event` upcall a `MSG <text>` causes on its sender; returns its id.
+    pub fn expect_processing(&mut self, text: &str) -> Result<u64, String> {
+        let argument = processing(text);
+        let what = format!("UPCALL <id> on_event {argument}");
+        match self.next(&what)? {
+            Message::Upcall { id, callback, argument: got } if callback == "on_event" && got == argument => Ok(id),
+            _ => Err(self.instead(&what)),
+        }
+    }
+
+    /// Checks that the connection still answers, and that nothing else comes first: sends
+    /// `REGISTER ping_N` (a new name each time: it costs no rate) and expects its `REGISTERED`.
+    pub fn ping(&mut self, why: &str) -> Result<(), String> {
+        self.pings += 1;
+        let name = format!("ping_{}", self.pings);
+        self.send(&[&format!("REGISTER {name}")])?;
+        let what = format!("REGISTERED {name} as the next line ({why})");
+        match self.next(&what)? {
+            Message::Registered { callback } if callback == name => Ok(()),
+            _ => Err(self.instead(&what)),
+        }
+    }
+
+    /// Waits until `deadline` for the server to close; returns the lines it sent before.
+    pub fn until_closed(&mut self, deadline: Instant) -> Result<Vec<String>, Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            match self.conn.read_line(deadline) {
+                Got::Line(line) => lines.push(line),
+                Got::Closed => return Ok(lines),
+                Got::Silent => return Err(lines),
+            }
+        }
+    }
+}
+
+/// Every server case, in the order of the rules.
+pub fn cases() -> Vec<Case<ServerCtx>> {
+    let mut all = vec![
+        Case { rule: "1.1", title: "a CR right before the LF is dropped", run: cr_dropped },
+        Case { rule: "1.2", title: "empty lines are ignored, never answered", run: empty_lines },
+        Case { rule: "1.3", title: "verbs are read in any case", run: verbs_any_case },
+        Case { rule: "1.4", title: "a line over 4096 bytes gets ERR and is skipped", run: long_line },
+        Case { rule: "1.6", title: "bad bytes, control and invisible characters get ERR", run: bad_text },
+        Case { rule: "2.1", title: "the first line is WELCOME <client-id> upcall/1", run: welcome_first },
+        Case { rule: "2.2", title: "two connections get two client ids", run: distinct_ids },
+        Case { rule: "2.3", title: "lines sent before WELCOME are handled in order", run: before_welcome },
+        Case { rule: "3.1", title: "REGISTER is answered REGISTERED", run: register },
+        Case { rule: "3.2", title: "a bad callback name gets ERR", run: bad_callback_name },
+        Case { rule: "3.3", title: "registering again is answered again", run: register_again },
+        Case { rule: "3.4", title: "the 65th callback gets ERR", run: too_many_callbacks },
+        Case { rule: "4.1", title: "MSG upcalls on_event on its sender", run: msg_upcalls_sender },
+        Case { rule: "4.2", title: "MSG upcalls on_event on the other clients", run: msg_relayed },
+        Case { rule: "4.3", title: "MSG without on_event gets ERR and no upcall", run: msg_without_on_event },
+        Case { rule: "5.1", title: "upcall ids count 1, 2, 3 on a connection", run: ids_count_up },
+        Case { rule: "6.1", title: "an accepted RETURN gets no reply", run: return_no_reply },
+        Case { rule: "6.2", title: "RETURN without a value, FAIL without a reason", run: empty_answers },
+        Case { rule: "6.3", title: "an id not pending gets ERR", run: unknown_id },
+        Case { rule: "6.4", title: "a malformed id gets ERR", run: malformed_id },
+        Case { rule: "7.1", title: "a refused line gets one ERR, the connection stays", run: refused_lines },
+        Case { rule: "7.2", title: "pipelined lines are answered in order", run: answered_in_order },
+        Case { rule: "8.1", title: "BYE is answered BYE, then the connection closes", run: bye },
+    ];
+    all.extend(timing_cases::cases());
+    all.sort_by_key(|case| super::rules::RULES.iter().position(|rule| rule.number == case.rule));
+    all
+}
+
+/// Runs the selected server cases against the server at `address`, `options.jobs` at a time.
+pub fn run(address: &str, options: &Options) -> Result<Report, String> {
+    let addr = address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("`{address}` is not an address: use HOST:PORT, such as 127.0.0.1:4141"))?;
+    let cases: Vec<_> = cases()
+        .into_iter()
+        .filter(|case| selected(case.rule, &options.selection))
+        .collect();
+    // The long cases (timeouts) first, so that the run takes as long as the longest, not the sum.
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    order.sort_by_key(|&i| !timing_cases::is_slow(cases[i].rule));
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; cases.len()]);
+    let next = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for _ in 0..options.jobs.min(cases.len()) {
+            scope.spawn(|| loop {
+                let Some(&index) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                    break;
+                };
+                let outcome = run_one(&cases[index], addr, options);
+                // Lock: guards the results table; held to store one outcome.
+                lock(&results)[index] = Some(outcome);
+            });
+        }
+    });
+    let outcomes = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(Report { outcomes: outcomes.into_iter().flatten().collect() })
+}
+
+fn run_one(case: &Case<ServerCtx>, addr: SocketAddr, options: &Options) -> Outcome {
+    let transcript: Transcript = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut ctx = ServerCtx { addr, options: options.clone(), transcript: transcript.clone(), next_label: 0 };
+    let failure = (case.run)(&mut ctx).err();
+    drop(ctx);
+    let transcript = lock(&transcript).clone();
+    Outcome {
+        side: Side::Server,
+        rule: case.rule,
+        title: case.title,
+        failure,
+        transcript,
+        took: started.elapsed(),
+    }
+}
+
+fn cr_dropped(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.conn.send_bytes(b"MSG crlf\r\n")?;
+    let id = peer.expect_processing("crlf")?;
+    peer.send(&[&format!("RETURN {id} ok")])
+}
+
+fn empty_lines(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.conn.send_bytes(b"\n\r\n\n")?;
+    peer.ping("the empty lines before it get no answer")
+}
+
+fn verbs_any_case(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.send(&["register on_event"])?;
+    peer.expect_registered("on_event")?;
+    peer.send(&["Msg mixed case"])?;
+    let id = peer.expect_processing("mixed case")?;
+    peer.send(&[&format!("return {id} ok")])?;
+    peer.ping("`return` in lower case is a RETURN, and an accepted one gets no reply")
+}
+
+fn long_line(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    let line = format!("MSG {}", "x".repeat(5000));
+    peer.send(&[&line])?;
+    peer.expect_err("the line is 5005 bytes, over the limit of 4096")?;
+    peer.ping("the rest of the long line was skipped, not read as more lines")
+}
+
+fn bad_text(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.conn.send_bytes(b"MSG caf\xff\n")?;
+    peer.expect_err("byte 0xff is not UTF-8")?;
+    peer.conn.send_bytes(b"MSG a\x01b\n")?;
+    peer.expect_err("the line has a control character (0x01)")?;
+    peer.send(&["MSG gnp.exe\u{202E}"])?;
+    peer.expect_err("the line has an invisible character that reorders text (U+202E)")?;
+    peer.ping("the connection stays after a refused line")
+}
+
+fn welcome_first(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.connect()?;
+    match peer.welcome()? {
+        Message::Welcome { client_id } if !client_id.is_empty() => Ok(()),
+        _ => Err(peer.instead("WELCOME <client-id> upcall/1 before the client sends anything")),
+    }
+}
+
+fn distinct_ids(ctx: &mut ServerCtx) -> Result<(), String> {
+    let first = ctx.open()?;
+    let second = ctx.open()?;
+    match (&first.client_id, &second.client_id) {
+        (Some(a), Some(b)) if a != b => Ok(()),
+        (Some(a), Some(_)) => Err(format!("a client id other than {a} for the second connection")),
+        _ => Err("WELCOME <client-id> upcall/1 on both connections".into()),
+    }
+}
+
+fn before_welcome(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.connect()?;
+    peer.send(&["REGISTER on_event", "MSG early"])?;
+    match peer.welcome()? {
+        Message::Welcome { .. } => {}
+        _ => return Err(peer.instead("WELCOME first, even when the client spoke first")),
+    }
+    peer.expect_registered("on_event")?;
+    let id = peer.expect_processing("early")?;
+    peer.send(&[&format!("RETURN {id} ok")])
+}
+
+fn register(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    let longest = "a".repeat(32);
+    peer.send(&["REGISTER uppercase", &format!("REGISTER {longest}")])?;
+    peer.expect_registered("uppercase")?;
+    peer.expect_registered(&longest)
+}
+
+fn bad_callback_name(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.send(&["REGISTER On_Event"])?;
+    peer.expect_err("a callback name is [a-z][a-z0-9_]*: no capitals")?;
+    peer.send(&[&format!("REGISTER {}", "a".repeat(33))])?;
+    peer.expect_err("a callback name has at most 32 characters")?;
+    peer.send(&["REGISTER"])?;
+    peer.expect_err("REGISTER needs a name")?;
+    peer.ping("the connection stays after a refused REGISTER")
+}
+
+fn register_again(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.send(&["REGISTER on_event", "REGISTER on_event"])?;
+    peer.expect_registered("on_event")?;
+    peer.expect_registered("on_event")
+}
+
+fn too_many_callbacks(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    let lines: Vec<String> = (0..64).map(|n| format!("REGISTER cb_{n}")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    peer.send(&lines)?;
+    for n in 0..64 {
+        peer.expect_registered(&format!("cb_{n}"))?;
+    }
+    peer.send(&["REGISTER cb_64"])?;
+    peer.expect_err("a client may register at most 64 callbacks")?;
+    peer.send(&["REGISTER cb_0"])?;
+    peer.expect_registered("cb_0")
+}
+
+fn msg_upcalls_sender(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.send(&["MSG hello upcall"])?;
+    let id = peer.expect_processing("hello upcall")?;
+    peer.send(&[&format!("RETURN {id} ok")])
+}
+
+fn msg_relayed(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut sender = ctx.open_registered(&["on_event"])?;
+    let mut other = ctx.open_registered(&["on_event"])?;
+    other.keep_relays = true;
+    let sender_id = sender.client_id.clone().ok_or("WELCOME <client-id> upcall/1 on A")?;
+    let text = format!("from {sender_id}, for everyone");
+    sender.send(&[&format!("MSG {text}")])?;
+    let id = sender.expect_processing(&text)?;
+    sender.send(&[&format!("RETURN {id} ok")])?;
+    let argument = relayed(&sender_id, &text);
+    let what = format!("on B: UPCALL <id> on_event {argument}");
+    loop {
+        match other.next(&what)? {
+            Message::Upcall { id, callback, argument: got } if callback == "on_event" => {
+                other.send(&[&format!("RETURN {id} ok")])?;
+                if got == argument {
+                    return Ok(());
+                }
+                // Another client's message on a shared server: not ours, wait on.
+                if !(got.contains(" says ") && !got.contains(&sender_id)) {
+                    return Err(other.instead(&what));
+                }
+            }
+            _ => return Err(other.instead(&what)),
+        }
+    }
+}
+
+fn msg_without_on_event(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["uppercase"])?;
+    peer.send(&["MSG nobody to call back"])?;
+    peer.expect_err("the client did not register on_event")?;
+    peer.ping("no UPCALL to a client that did not register on_event")
+}
+
+fn ids_count_up(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.send(&["MSG one", "MSG two", "MSG three"])?;
+    for text in ["one", "two", "three"] {
+        let id = peer.expect_processing(text)?;
+        peer.send(&[&format!("RETURN {id} ok")])?;
+    }
+    let counted: Vec<u64> = (1..=peer.upcall_ids.len() as u64).collect();
+    if peer.upcall_ids == counted {
+        Ok(())
+    } else {
+        Err(format!(
+            "upcall ids {counted:?} on this new connection (1, then one more each time); got {:?}",
+            peer.upcall_ids
+        ))
+    }
+}
+
+fn return_no_reply(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.send(&["MSG answer me"])?;
+    let id = peer.expect_processing("answer me")?;
+    peer.send(&[&format!("RETURN {id} HELLO WORLD")])?;
+    peer.ping("an accepted RETURN gets no reply")
+}
+
+fn empty_answers(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.send(&["MSG first", "MSG second"])?;
+    let first = peer.expect_processing("first")?;
+    let second = peer.expect_processing("second")?;
+    peer.send(&[&format!("RETURN {first}"), &format!("FAIL {second}")])?;
+    peer.ping("RETURN <id> with no value and FAIL <id> with no reason are valid answers")
+}
+
+fn unknown_id(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open_registered(&["on_event"])?;
+    peer.send(&["RETURN 999999 ok"])?;
+    peer.expect_err("no upcall 999999 was sent on this connection")?;
+    peer.send(&["MSG once"])?;
+    let id = peer.expect_processing("once")?;
+    peer.send(&[&format!("RETURN {id} ok"), &format!("FAIL {id} twice")])?;
+    peer.expect_err(&format!("upcall {id} was already answered"))?;
+    peer.ping("the connection stays")
+}
+
+fn malformed_id(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    for (line, why) in [
+        ("RETURN x ok", "`x` is not an upcall id"),
+        ("FAIL +1 no", "an id is digits only: no `+`"),
+        ("RETURN", "RETURN needs an id"),
+    ] {
+        peer.send(&[line])?;
+        peer.expect_err(why)?;
+    }
+    peer.ping("the connection stays")
+}
+
+fn refused_lines(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    for (line, why) in [
+        ("HELLO there", "HELLO is not a verb of upcall/1"),
+        ("UPCALL 1 on_event hi", "UPCALL is the server's verb, not a client's"),
+        ("WELCOME client-1 upcall/1", "WELCOME is the server's verb"),
+        ("BYE now", "BYE takes no field"),
+    ] {
+        peer.send(&[line])?;
+        peer.expect_err(why)?;
+    }
+    peer.ping("exactly one ERR for each refused line, and the connection stays")
+}
+
+fn answered_in_order(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.send(&["REGISTER on_event", "HELLO", "REGISTER Bad", "MSG in order", "RETURN 77 ok", "REGISTER last"])?;
+    peer.expect_registered("on_event")?;
+    peer.expect_err("HELLO (the 2nd line) is not a verb")?;
+    peer.expect_err("`Bad` (the 3rd line) is not a callback name")?;
+    let id = peer.expect_processing("in order")?;
+    peer.expect_err("no upcall 77 is pending (the 5th line)")?;
+    peer.expect_registered("last")?;
+    peer.send(&[&format!("RETURN {id} ok")])
+}
+
+fn bye(ctx: &mut ServerCtx) -> Result<(), String> {
+    let mut peer = ctx.open()?;
+    peer.send(&["BYE"])?;
+    match peer.next("BYE in answer to BYE")? {
+        Message::Bye => {}
+        _ => return Err(peer.instead("BYE in answer to BYE")),
+    }
+    let wait = peer.wait;
+    match peer.until_closed(after(wait)) {
+        Ok(lines) if lines.is_empty() => Ok(()),
+        Ok(_) => Err("nothing after BYE but the close".into()),
+        Err(_) => Err(format!("the server to close the connection after its BYE, within {wait:?}")),
+    }
+}
