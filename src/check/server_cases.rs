@@ -3,8 +3,8 @@
 //!
 //! A case reads like a conversation with `nc`: send a line, say what should come back. A server
 //! is often shared (a classroom's), so the other clients' messages may reach a case's connection
-//! as `on_event` upcalls (`Upcall event: client-9 says ...`): those are answered and passed over,
-//! unless the case is about them.
+//! as `on_event` upcalls (`Upcall event: client-9 says ...`): those are passed over (and left
+//! unanswered), unless the case is about them.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,8 +114,10 @@ impl Peer {
                 let relay = callback == "on_event"
                     && argument.starts_with("Upcall event: ")
                     && argument.contains(" says ");
+                // Not answered: an answer after a case's pause would come after the upcall
+                // timeout, and every such late answer costs an ERR that counts against the
+                // rate of refusals (rule 9.6). The server gives up on it; that is all.
                 if relay && !self.keep_relays {
-                    self.send(&[&format!("RETURN {id} ok")])?;
                     continue;
                 }
             }
@@ -220,6 +222,10 @@ pub fn run(address: &str, options: &Options) -> Result<Report, String> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| format!("`{address}` is not an address: use HOST:PORT, such as 127.0.0.1:4141"))?;
+    // One connection first: a server that is not there is one sentence, not thirty failures.
+    std::net::TcpStream::connect_timeout(&addr, options.wait).map_err(|error| {
+        format!("cannot connect to {addr} ({error}): is the server running, on that port?")
+    })?;
     let cases: Vec<_> = cases()
         .into_iter()
         .filter(|case| selected(case.rule, &options.selection))

@@ -133,7 +133,16 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
                 // Other clients' messages may come (and wait: an answer now would land in the
                 // middle of the unfinished line); anything else is wrong.
                 if let Some(line) = lines.iter().find(|line| !is_relay(line)) {
-                    return Err(format!("nothing while the line is unfinished; got `{line}`"));
+                    if !matches!(super::wire::parse(line), Ok(Message::Err { .. })) {
+                        return Err(format!("nothing while the line is unfinished; got `{line}`"));
+                    }
+                    if Instant::now() < started + limit.mul_f64(0.8) {
+                        return Err("the unfinished line kept until the line timeout".into());
+                    }
+                    return match peer.until_closed(after(SLACK)) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(format!("the close after the ERR, within {SLACK:?}")),
+                    };
                 }
             }
         }
