@@ -222,7 +222,8 @@ def handle(client, raw, lines, refuse):
 def main():
     host, _, port = options.listen.rpartition(":")
     listener = socket.create_server((host, int(port)))
-    print(f"servercall.py listening on {options.listen} (upcall/1)", flush=True)
+    address = "%s:%d" % listener.getsockname()[:2]
+    print(f"servercall.py listening on {address} (upcall/1)", flush=True)
     number = 0
     while True:
         sock, _ = listener.accept()

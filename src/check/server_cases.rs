@@ -292,7 +292,8 @@ fn verbs_any_case(ctx: &mut ServerCtx) -> Result<(), String> {
 }
 
 fn long_line(ctx: &mut ServerCtx) -> Result<(), String> {
-    let mut peer = ctx.open()?;
+    // Registered, so that a long MSG taken in would show as an UPCALL, not pass as an ERR.
+    let mut peer = ctx.open_registered(&["on_event"])?;
     let line = format!("MSG {}", "x".repeat(5000));
     peer.send(&[&line])?;
     peer.expect_err("the line is 5005 bytes, over the limit of 4096")?;
@@ -300,14 +301,14 @@ fn long_line(ctx: &mut ServerCtx) -> Result<(), String> {
 }
 
 fn bad_text(ctx: &mut ServerCtx) -> Result<(), String> {
-    let mut peer = ctx.open()?;
+    let mut peer = ctx.open_registered(&["on_event"])?;
     peer.conn.send_bytes(b"MSG caf\xff\n")?;
     peer.expect_err("byte 0xff is not UTF-8")?;
     peer.conn.send_bytes(b"MSG a\x01b\n")?;
     peer.expect_err("the line has a control character (0x01)")?;
     peer.send(&["MSG gnp.exe\u{202E}"])?;
     peer.expect_err("the line has an invisible character that reorders text (U+202E)")?;
-    peer.ping("the connection stays after a refused line")
+    peer.ping("a refused MSG causes no UPCALL, and the connection stays")
 }
 
 fn welcome_first(ctx: &mut ServerCtx) -> Result<(), String> {
@@ -382,8 +383,9 @@ fn too_many_callbacks(ctx: &mut ServerCtx) -> Result<(), String> {
 
 fn msg_upcalls_sender(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open_registered(&["on_event"])?;
-    peer.send(&["MSG hello upcall"])?;
-    let id = peer.expect_processing("hello upcall")?;
+    // The text is everything after `MSG `: its spaces are kept, inside and at the ends.
+    peer.send(&["MSG  hello  upcall "])?;
+    let id = peer.expect_processing(" hello  upcall ")?;
     peer.send(&[&format!("RETURN {id} ok")])
 }
 
