@@ -96,6 +96,8 @@ def reader(sock):
             print(f"\nServer error: {rest}")
         elif verb == "BYE":  # rule 8.2: the server is closing
             print("\nServer said BYE.")
+        elif verb == "WELCOME":  # rule 2.1: the server names this connection
+            print(f"Connected as {rest.split(' ')[0]}.")
         elif verb == "REGISTERED":
             pass
         else:

@@ -196,7 +196,8 @@ fn message_flood(ctx: &mut ServerCtx) -> Result<(), String> {
 }
 
 fn refused_flood(ctx: &mut ServerCtx) -> Result<(), String> {
-    let mut peer = ctx.open()?;
+    // Registered, so that no line timeout (rule 9.2) closes it instead.
+    let mut peer = ctx.open_registered(&["on_event"])?;
     let rate = ctx.options.max_msg_rate as usize;
     let count = 6 * rate + 20;
     let lines = vec!["HELLO"; count];
