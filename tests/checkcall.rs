@@ -122,12 +122,17 @@ fn prove(faults: &'static [Fault], check: impl Fn(&'static Fault) -> BTreeSet<St
         for _ in 0..3 {
             scope.spawn(|| loop {
                 // Lock: guards the iterator over faults; held to take the next one.
-                let Some(fault) = next.lock().unwrap().next() else { break };
+                let Some(fault) = next.lock().unwrap().next() else {
+                    break;
+                };
                 let got = check(fault);
                 let want: BTreeSet<String> = fault.fails.iter().map(|s| s.to_string()).collect();
                 if got != want {
                     // Lock: guards the list of mismatches; held to add one.
-                    wrong.lock().unwrap().push(format!("{}: expected to fail {want:?}, failed {got:?}", fault.what));
+                    wrong.lock().unwrap().push(format!(
+                        "{}: expected to fail {want:?}, failed {got:?}",
+                        fault.what
+                    ));
                 }
             });
         }
@@ -165,7 +170,9 @@ fn numbered(path: &str) -> Vec<String> {
         .step_by(2)
         .filter(|part| {
             part.split_once('.').is_some_and(|(a, b)| {
-                !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit())
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit())
             })
         })
         .map(String::from)
@@ -174,12 +181,27 @@ fn numbered(path: &str) -> Vec<String> {
 
 #[test]
 fn every_rule_is_in_both_specs_and_has_a_case_and_a_test_that_breaks_it() {
-    let table: Vec<String> = rules::RULES.iter().map(|rule| rule.number.to_string()).collect();
-    assert_eq!(numbered("src/upcall-1.md"), table, "src/upcall-1.md numbers other rules");
-    assert_eq!(numbered("src/upcall-1.id.md"), table, "src/upcall-1.id.md numbers other rules");
+    let table: Vec<String> = rules::RULES
+        .iter()
+        .map(|rule| rule.number.to_string())
+        .collect();
+    assert_eq!(
+        numbered("src/upcall-1.md"),
+        table,
+        "src/upcall-1.md numbers other rules"
+    );
+    assert_eq!(
+        numbered("src/upcall-1.id.md"),
+        table,
+        "src/upcall-1.id.md numbers other rules"
+    );
     let server: BTreeSet<&str> = server_cases::cases().iter().map(|case| case.rule).collect();
     let client: BTreeSet<&str> = client_cases::cases().iter().map(|case| case.rule).collect();
-    let broken: BTreeSet<&str> = SERVER_FAULTS.iter().chain(CLIENT_FAULTS).flat_map(|f| f.fails.iter().copied()).collect();
+    let broken: BTreeSet<&str> = SERVER_FAULTS
+        .iter()
+        .chain(CLIENT_FAULTS)
+        .flat_map(|f| f.fails.iter().copied())
+        .collect();
     for rule in rules::RULES {
         let sides: &[&str] = match rule.who {
             rules::Who::Server => &["server"],
@@ -188,16 +210,27 @@ fn every_rule_is_in_both_specs_and_has_a_case_and_a_test_that_breaks_it() {
         };
         for side in sides {
             let cases = if *side == "server" { &server } else { &client };
-            assert!(cases.contains(rule.number), "rule {} has no {side} case", rule.number);
+            assert!(
+                cases.contains(rule.number),
+                "rule {} has no {side} case",
+                rule.number
+            );
             let name = format!("{side} {}", rule.number);
-            assert!(broken.contains(name.as_str()), "no broken program in the tests fails {name}");
+            assert!(
+                broken.contains(name.as_str()),
+                "no broken program in the tests fails {name}"
+            );
         }
     }
     // And no case checks a rule the spec does not have, or the other side's.
     for (side, cases) in [(rules::Who::Server, &server), (rules::Who::Client, &client)] {
         for number in cases.iter() {
-            let rule = rules::find(number).unwrap_or_else(|| panic!("case for unknown rule {number}"));
-            assert!(rule.who == side || rule.who == rules::Who::Both, "rule {number} is not for that side");
+            let rule =
+                rules::find(number).unwrap_or_else(|| panic!("case for unknown rule {number}"));
+            assert!(
+                rule.who == side || rule.who == rules::Who::Both,
+                "rule {number} is not for that side"
+            );
         }
     }
 }
@@ -207,31 +240,86 @@ fn checkcall_picks_rules_writes_junit_and_says_so_in_its_exit_status() {
     let server = servercall();
     let junit = std::env::temp_dir().join(format!("upcall-checkcall-{}.xml", std::process::id()));
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_checkcall")).args(args).output().expect("run checkcall")
+        Command::new(env!("CARGO_BIN_EXE_checkcall"))
+            .args(args)
+            .output()
+            .expect("run checkcall")
     };
-    let passed = run(&["server", &server.address, "4.2", "3", "--junit", junit.to_str().unwrap()]);
+    let passed = run(&[
+        "server",
+        &server.address,
+        "4.2",
+        "3",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&passed.stdout);
     assert_eq!(passed.status.code(), Some(0), "{text}");
-    assert!(text.contains("PASS  server 4.2") && text.contains("PASS  server 3.4"), "{text}");
+    assert!(
+        text.contains("PASS  server 4.2") && text.contains("PASS  server 3.4"),
+        "{text}"
+    );
     assert!(!text.contains("server 4.1"), "{text}");
     assert!(text.contains("5 passed, 0 failed, of 5 cases."), "{text}");
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report");
     let _ = std::fs::remove_file(&junit);
-    assert!(xml.contains("tests=\"5\" failures=\"0\"") && xml.contains("name=\"4.2 "), "{xml}");
+    assert!(
+        xml.contains("tests=\"5\" failures=\"0\"") && xml.contains("name=\"4.2 "),
+        "{xml}"
+    );
 
     // A server that is not upcall/1 fails, with the lines and what was expected.
     let python = python();
     if let Some(python) = python {
         let fault = &SERVER_FAULTS[12];
-        let script = mutant("servercall.py", &example("servercall.py"), fault.old, fault.new);
+        let script = mutant(
+            "servercall.py",
+            &example("servercall.py"),
+            fault.old,
+            fault.new,
+        );
         let broken = python_server(python, &script);
         let failed = run(&["server", &broken.address, "4.1"]);
         let text = String::from_utf8_lossy(&failed.stdout);
         assert_eq!(failed.status.code(), Some(1), "{text}");
-        assert!(text.contains("FAIL  server 4.1") && text.contains("sent:     MSG  hello  upcall "), "{text}");
-        assert!(text.contains("expected: UPCALL <id> on_event Upcall event: Processing  hello  upcall "), "{text}");
+        assert!(
+            text.contains("FAIL  server 4.1") && text.contains("sent:     MSG  hello  upcall "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "expected: UPCALL <id> on_event Upcall event: Processing  hello  upcall "
+            ),
+            "{text}"
+        );
     }
     let wrong = run(&["server", &server.address, "12.7"]);
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("not a rule number"));
+}
+
+/// The README's `checkcall-section-4` sample (both guides carry the same) is what checkcall
+/// prints against the Python server, ports aside.
+#[test]
+fn the_readme_sample_of_checkcall_is_real() {
+    let Some(python) = python() else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/servercall.py");
+    let server = python_server(python, &script);
+    let output = Command::new(env!("CARGO_BIN_EXE_checkcall"))
+        .args(["server", &server.address, "4"])
+        .output()
+        .expect("run checkcall");
+    let printed =
+        String::from_utf8_lossy(&output.stdout).replace(&server.address, "127.0.0.1:4141");
+    for readme in ["README.md", "README.id.md"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(readme)).unwrap();
+        let marker = "<!-- sample: checkcall-section-4 -->\n```text\n";
+        let start = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{readme} has no checkcall sample"))
+            + marker.len();
+        let end = start + text[start..].find("```").unwrap();
+        assert_eq!(printed, text[start..end], "{readme}");
+    }
 }

@@ -23,13 +23,15 @@ fn main() -> ExitCode {
             println!("checkcall: checking the server at {address} (upcall/1)");
             ("checkcall server", server_cases::run(address, &options))
         }
-        Command::Client { listen } => (
-            "checkcall client",
-            client_cases::run(listen, &options, |addr| {
-                println!("checkcall: listening on {addr}: start your client now, connecting to {addr}");
-                let _ = std::io::stdout().flush();
-            }),
-        ),
+        Command::Client { listen } => {
+            (
+                "checkcall client",
+                client_cases::run(listen, &options, |addr| {
+                    println!("checkcall: listening on {addr}: start your client now, connecting to {addr}");
+                    let _ = std::io::stdout().flush();
+                }),
+            )
+        }
     };
     let report = match report {
         Ok(report) => report,

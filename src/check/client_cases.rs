@@ -59,21 +59,40 @@ impl ClientCtx {
         loop {
             let line = match self.conn.read_line(deadline) {
                 Got::Line(line) => line,
-                Got::Closed => return Err(format!("{what}; instead the client closed the connection")),
-                Got::Silent => return Err(format!("{what}; instead nothing came within {:?}", self.wait)),
+                Got::Closed => {
+                    return Err(format!("{what}; instead the client closed the connection"))
+                }
+                Got::Silent => {
+                    return Err(format!(
+                        "{what}; instead nothing came within {:?}",
+                        self.wait
+                    ))
+                }
             };
             self.last = line.clone();
             match parse(&line) {
-                Ok(Message::Return { id, value }) if id >= self.base => return Ok((id, Answer::Returned(value))),
-                Ok(Message::Fail { id, reason }) if id >= self.base => return Ok((id, Answer::Failed(reason))),
-                Ok(Message::Return { .. } | Message::Fail { .. }) => self.conn.note("(a late answer to an earlier case: passed over)"),
+                Ok(Message::Return { id, value }) if id >= self.base => {
+                    return Ok((id, Answer::Returned(value)))
+                }
+                Ok(Message::Fail { id, reason }) if id >= self.base => {
+                    return Ok((id, Answer::Failed(reason)))
+                }
+                Ok(Message::Return { .. } | Message::Fail { .. }) => self
+                    .conn
+                    .note("(a late answer to an earlier case: passed over)"),
                 Ok(Message::Register { callback }) => {
                     self.conn.send(&[&format!("REGISTERED {callback}")])?;
                     self.registered.insert(callback);
                 }
-                Ok(Message::Msg { .. }) => self.conn.note("(a MSG: this case does not need it, passed over)"),
+                Ok(Message::Msg { .. }) => self
+                    .conn
+                    .note("(a MSG: this case does not need it, passed over)"),
                 Ok(_) => return Err(self.instead(what)),
-                Err(error) => return Err(format!("{what}; instead a line that is not upcall/1 ({error})")),
+                Err(error) => {
+                    return Err(format!(
+                        "{what}; instead a line that is not upcall/1 ({error})"
+                    ))
+                }
             }
         }
     }
@@ -95,7 +114,10 @@ impl ClientCtx {
         if self.registered.contains(callback) {
             Ok(())
         } else {
-            Err(format!("the client to have registered {callback} (rule 2.4); it registered {:?}", self.registered))
+            Err(format!(
+                "the client to have registered {callback} (rule 2.4); it registered {:?}",
+                self.registered
+            ))
         }
     }
 }
@@ -103,31 +125,92 @@ impl ClientCtx {
 /// Every client case, in the order they run: the registration first, the server's `BYE` last.
 pub fn cases() -> Vec<Case<ClientCtx>> {
     vec![
-        Case { rule: "2.4", title: "the client registers on_event and uppercase", run: registers },
-        Case { rule: "5.6", title: "uppercase and on_event answer as the lab's callbacks do", run: lab_callbacks },
-        Case { rule: "5.3", title: "each upcall is answered once, with its own id", run: answered_once },
-        Case { rule: "5.2", title: "an upcall without an argument (no trailing space)", run: no_argument },
-        Case { rule: "5.4", title: "five upcalls at once, each answered", run: pipelined },
-        Case { rule: "5.5", title: "an unknown callback is answered FAIL", run: unknown_callback },
-        Case { rule: "1.1", title: "a CR before the LF is not part of the line", run: cr_dropped },
-        Case { rule: "1.3", title: "a lower-case verb is read; the answer's verb is upper case", run: verbs_any_case },
-        Case { rule: "1.5", title: "an upcall line of 4096 bytes", run: long_argument },
-        Case { rule: "1.7", title: "UTF-8 arguments arrive and go back intact", run: utf8 },
-        Case { rule: "7.3", title: "the server's ERR is not answered", run: server_err },
-        Case { rule: "7.4", title: "lines a client cannot use are ignored", run: odd_lines },
-        Case { rule: "1.2", title: "empty lines are ignored", run: empty_lines },
-        Case { rule: "8.2", title: "after the server's BYE and close, the client closes", run: server_bye },
+        Case {
+            rule: "2.4",
+            title: "the client registers on_event and uppercase",
+            run: registers,
+        },
+        Case {
+            rule: "5.6",
+            title: "uppercase and on_event answer as the lab's callbacks do",
+            run: lab_callbacks,
+        },
+        Case {
+            rule: "5.3",
+            title: "each upcall is answered once, with its own id",
+            run: answered_once,
+        },
+        Case {
+            rule: "5.2",
+            title: "an upcall without an argument (no trailing space)",
+            run: no_argument,
+        },
+        Case {
+            rule: "5.4",
+            title: "five upcalls at once, each answered",
+            run: pipelined,
+        },
+        Case {
+            rule: "5.5",
+            title: "an unknown callback is answered FAIL",
+            run: unknown_callback,
+        },
+        Case {
+            rule: "1.1",
+            title: "a CR before the LF is not part of the line",
+            run: cr_dropped,
+        },
+        Case {
+            rule: "1.3",
+            title: "a lower-case verb is read; the answer's verb is upper case",
+            run: verbs_any_case,
+        },
+        Case {
+            rule: "1.5",
+            title: "an upcall line of 4096 bytes",
+            run: long_argument,
+        },
+        Case {
+            rule: "1.7",
+            title: "UTF-8 arguments arrive and go back intact",
+            run: utf8,
+        },
+        Case {
+            rule: "7.3",
+            title: "the server's ERR is not answered",
+            run: server_err,
+        },
+        Case {
+            rule: "7.4",
+            title: "lines a client cannot use are ignored",
+            run: odd_lines,
+        },
+        Case {
+            rule: "1.2",
+            title: "empty lines are ignored",
+            run: empty_lines,
+        },
+        Case {
+            rule: "8.2",
+            title: "after the server's BYE and close, the client closes",
+            run: server_bye,
+        },
     ]
 }
 
 /// Listens, tells `listening` where, waits for one client and runs the selected cases on it.
-pub fn run(listen: &str, options: &Options, listening: impl FnOnce(SocketAddr)) -> Result<Report, String> {
+pub fn run(
+    listen: &str,
+    options: &Options,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<Report, String> {
     let addr = listen
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| format!("`{listen}` is not an address to listen on: use HOST:PORT"))?;
-    let listener = TcpListener::bind(addr).map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    let listener =
+        TcpListener::bind(addr).map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     listening(local);
     let stream = accept_within(&listener, options.accept_wait)?;
@@ -169,7 +252,9 @@ pub fn run(listen: &str, options: &Options, listening: impl FnOnce(SocketAddr)) 
 
 /// `accept` with a limit: std's has none, so a non-blocking listener is polled.
 fn accept_within(listener: &TcpListener, wait: Duration) -> Result<std::net::TcpStream, String> {
-    listener.set_nonblocking(true).map_err(|error| error.to_string())?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| error.to_string())?;
     let deadline = after(wait);
     loop {
         match listener.accept() {
@@ -238,7 +323,9 @@ fn lab_callbacks(ctx: &mut ClientCtx) -> Result<(), String> {
     let id = ctx.upcall("uppercase", "haii")?;
     ctx.expect_return(id, "HAII", "uppercase returns its argument in upper case")?;
     let id = ctx.upcall("on_event", "Upcall event: Processing haii")?;
-    match ctx.answer(&format!("RETURN {id} <any value> (on_event is a notification)"))? {
+    match ctx.answer(&format!(
+        "RETURN {id} <any value> (on_event is a notification)"
+    ))? {
         (got, Answer::Returned(_)) if got == id => Ok(()),
         _ => Err(ctx.instead(&format!("RETURN {id} <any value>, for on_event"))),
     }
@@ -320,7 +407,10 @@ fn verbs_any_case(ctx: &mut ClientCtx) -> Result<(), String> {
     if ctx.last.starts_with("RETURN ") {
         Ok(())
     } else {
-        Err(format!("the verb RETURN in upper case; instead `{}`", ctx.last))
+        Err(format!(
+            "the verb RETURN in upper case; instead `{}`",
+            ctx.last
+        ))
     }
 }
 
@@ -329,29 +419,54 @@ fn long_argument(ctx: &mut ClientCtx) -> Result<(), String> {
     let id = ctx.next_id;
     // The whole line, newline included, is exactly the limit.
     let head = format!("UPCALL {id} uppercase ");
-    let argument = "abcdefghij".repeat(MAX_LINE).chars().take(MAX_LINE - head.len() - 1).collect::<String>();
+    let argument = "abcdefghij"
+        .repeat(MAX_LINE)
+        .chars()
+        .take(MAX_LINE - head.len() - 1)
+        .collect::<String>();
     let id = ctx.upcall("uppercase", &argument)?;
-    ctx.expect_return(id, &argument.to_uppercase(), "an upcall line of 4096 bytes is valid")
+    ctx.expect_return(
+        id,
+        &argument.to_uppercase(),
+        "an upcall line of 4096 bytes is valid",
+    )
 }
 
 fn utf8(ctx: &mut ClientCtx) -> Result<(), String> {
     ctx.needs("uppercase")?;
     let id = ctx.upcall("uppercase", "café straße ☀ selamat pagi\tñ")?;
-    ctx.expect_return(id, "CAFÉ STRASSE ☀ SELAMAT PAGI\tÑ", "UTF-8 text, tab included, is text")
+    ctx.expect_return(
+        id,
+        "CAFÉ STRASSE ☀ SELAMAT PAGI\tÑ",
+        "UTF-8 text, tab included, is text",
+    )
 }
 
 fn server_err(ctx: &mut ClientCtx) -> Result<(), String> {
     ctx.needs("uppercase")?;
-    ctx.conn.send(&["ERR unknown verb (expected REGISTER, MSG, RETURN, FAIL or BYE)"])?;
+    ctx.conn
+        .send(&["ERR unknown verb (expected REGISTER, MSG, RETURN, FAIL or BYE)"])?;
     let id = ctx.upcall("uppercase", "after err")?;
-    ctx.expect_return(id, "AFTER ERR", "nothing in answer to ERR, and the client still answers")
+    ctx.expect_return(
+        id,
+        "AFTER ERR",
+        "nothing in answer to ERR, and the client still answers",
+    )
 }
 
 fn odd_lines(ctx: &mut ClientCtx) -> Result<(), String> {
     ctx.needs("uppercase")?;
-    ctx.conn.send(&["HELLO there", "REGISTERED nothing_asked", "UPCALL x uppercase bad id"])?;
+    ctx.conn.send(&[
+        "HELLO there",
+        "REGISTERED nothing_asked",
+        "UPCALL x uppercase bad id",
+    ])?;
     let id = ctx.upcall("uppercase", "still here")?;
-    ctx.expect_return(id, "STILL HERE", "lines that are no use to the client are ignored")
+    ctx.expect_return(
+        id,
+        "STILL HERE",
+        "lines that are no use to the client are ignored",
+    )
 }
 
 fn empty_lines(ctx: &mut ClientCtx) -> Result<(), String> {
@@ -370,9 +485,14 @@ fn server_bye(ctx: &mut ClientCtx) -> Result<(), String> {
         match ctx.conn.read_line(deadline) {
             // BYE back is polite; an answer to an upcall sent before the BYE may still come.
             Got::Line(line)
-                if matches!(parse(&line), Ok(Message::Bye | Message::Return { .. } | Message::Fail { .. })) => {}
+                if matches!(
+                    parse(&line),
+                    Ok(Message::Bye | Message::Return { .. } | Message::Fail { .. })
+                ) => {}
             Got::Line(line) => {
-                return Err(format!("nothing but BYE after the server's BYE; instead `{line}`"))
+                return Err(format!(
+                    "nothing but BYE after the server's BYE; instead `{line}`"
+                ))
             }
             Got::Closed => return Ok(()),
             Got::Silent => {

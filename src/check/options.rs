@@ -135,9 +135,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, Option<S
             _ => match &mut command {
                 Command::Server { address } if address.is_empty() => *address = arg,
                 _ => {
-                    let known = rules::RULES.iter().any(|rule| super::selected(rule.number, &[arg.clone()]));
+                    let known = rules::RULES
+                        .iter()
+                        .any(|rule| super::selected(rule.number, std::slice::from_ref(&arg)));
                     if !known {
-                        return Err(Some(format!("`{arg}` is not a rule number (see src/upcall-1.md)")));
+                        return Err(Some(format!(
+                            "`{arg}` is not a rule number (see src/upcall-1.md)"
+                        )));
                     }
                     options.selection.push(arg);
                 }
@@ -146,7 +150,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, Option<S
     }
     if let Command::Server { address } = &command {
         if address.is_empty() {
-            return Err(Some("`checkcall server` needs the server's address, such as 127.0.0.1:4141".into()));
+            return Err(Some(
+                "`checkcall server` needs the server's address, such as 127.0.0.1:4141".into(),
+            ));
         }
     }
     options.command = command;
@@ -156,14 +162,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, Option<S
 fn seconds(flag: &str, value: &str) -> Result<Duration, Option<String>> {
     match value.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(Some(format!("{flag} wants seconds, such as 2 or 0.5, not `{value}`"))),
+        _ => Err(Some(format!(
+            "{flag} wants seconds, such as 2 or 0.5, not `{value}`"
+        ))),
     }
 }
 
 fn number(flag: &str, value: &str, least: u32, most: u32) -> Result<u32, Option<String>> {
     match value.parse::<u32>() {
         Ok(n) if (least..=most).contains(&n) => Ok(n),
-        _ => Err(Some(format!("{flag} wants a number from {least} to {most}, not `{value}`"))),
+        _ => Err(Some(format!(
+            "{flag} wants a number from {least} to {most}, not `{value}`"
+        ))),
     }
 }
 
@@ -177,8 +187,16 @@ mod tests {
 
     #[test]
     fn a_server_check_takes_an_address_rules_and_the_servers_timeouts() {
-        let options = parse(args("server 127.0.0.1:4141 4.2 9 --line-timeout 2 --junit=r.xml")).unwrap();
-        assert_eq!(options.command, Command::Server { address: "127.0.0.1:4141".into() });
+        let options = parse(args(
+            "server 127.0.0.1:4141 4.2 9 --line-timeout 2 --junit=r.xml",
+        ))
+        .unwrap();
+        assert_eq!(
+            options.command,
+            Command::Server {
+                address: "127.0.0.1:4141".into()
+            }
+        );
         assert_eq!(options.selection, ["4.2", "9"]);
         assert_eq!(options.line_timeout, Duration::from_secs(2));
         assert_eq!(options.junit, Some(PathBuf::from("r.xml")));
@@ -191,6 +209,11 @@ mod tests {
         assert!(matches!(parse(args("client --jobs 0")), Err(Some(_))));
         assert!(matches!(parse(args("client --help")), Err(None)));
         let client = parse(args("client --listen 127.0.0.1:0 5")).unwrap();
-        assert_eq!(client.command, Command::Client { listen: "127.0.0.1:0".into() });
+        assert_eq!(
+            client.command,
+            Command::Client {
+                listen: "127.0.0.1:0".into()
+            }
+        );
     }
 }

@@ -93,7 +93,10 @@ pub fn case_text(outcome: &Outcome) -> String {
         outcome.title
     );
     if let Some(expected) = &outcome.failure {
-        let several = outcome.transcript.iter().any(|entry| entry.connection != 'A');
+        let several = outcome
+            .transcript
+            .iter()
+            .any(|entry| entry.connection != 'A');
         for entry in &outcome.transcript {
             let who = if several {
                 format!("{} ", entry.connection)
@@ -108,11 +111,7 @@ pub fn case_text(outcome: &Outcome) -> String {
             let _ = writeln!(out, "        {who}{what} {}", entry.text);
         }
         let _ = writeln!(out, "        expected: {expected}");
-        let _ = writeln!(
-            out,
-            "        (rule {} in src/upcall-1.md)",
-            outcome.rule
-        );
+        let _ = writeln!(out, "        (rule {} in src/upcall-1.md)", outcome.rule);
     }
     out
 }
@@ -151,8 +150,16 @@ mod tests {
                 title: "REGISTER <callback> is answered",
                 failure: Some("REGISTERED on_event".into()),
                 transcript: vec![
-                    Entry { connection: 'A', direction: Direction::Sent, text: "REGISTER on_event".into() },
-                    Entry { connection: 'A', direction: Direction::Received, text: "ERR <no>".into() },
+                    Entry {
+                        connection: 'A',
+                        direction: Direction::Sent,
+                        text: "REGISTER on_event".into(),
+                    },
+                    Entry {
+                        connection: 'A',
+                        direction: Direction::Received,
+                        text: "ERR <no>".into(),
+                    },
                 ],
                 took: Duration::from_millis(5),
             }],
@@ -162,6 +169,9 @@ mod tests {
         assert!(text.contains("sent:     REGISTER on_event"), "{text}");
         assert!(text.contains("expected: REGISTERED on_event"), "{text}");
         let junit = report.junit("checkcall server");
-        assert!(junit.contains("failures=\"1\"") && junit.contains("ERR &lt;no&gt;"), "{junit}");
+        assert!(
+            junit.contains("failures=\"1\"") && junit.contains("ERR &lt;no&gt;"),
+            "{junit}"
+        );
     }
 }

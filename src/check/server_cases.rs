@@ -89,7 +89,12 @@ impl Peer {
         let line = match self.conn.read_line(after(self.wait)) {
             Got::Line(line) => line,
             Got::Closed => return Err(format!("{what}; instead the server closed the connection")),
-            Got::Silent => return Err(format!("{what}; instead nothing came within {:?}", self.wait)),
+            Got::Silent => {
+                return Err(format!(
+                    "{what}; instead nothing came within {:?}",
+                    self.wait
+                ))
+            }
         };
         self.last = line.clone();
         Ok(match parse(&line) {
@@ -98,7 +103,9 @@ impl Peer {
                 Ok(())
             }
             Ok(_) => Err(self.instead(what)),
-            Err(error) => Err(format!("{what}; instead a line that is not upcall/1 ({error})")),
+            Err(error) => Err(format!(
+                "{what}; instead a line that is not upcall/1 ({error})"
+            )),
         })
     }
 
@@ -109,9 +116,14 @@ impl Peer {
         loop {
             let line = match self.conn.read_line(deadline) {
                 Got::Line(line) => line,
-                Got::Closed => return Err(format!("{what}; instead the server closed the connection")),
+                Got::Closed => {
+                    return Err(format!("{what}; instead the server closed the connection"))
+                }
                 Got::Silent => {
-                    return Err(format!("{what}; instead nothing came within {:?}", self.wait))
+                    return Err(format!(
+                        "{what}; instead nothing came within {:?}",
+                        self.wait
+                    ))
                 }
             };
             self.last = line.clone();
@@ -123,10 +135,17 @@ impl Peer {
             let message = match parse(&line) {
                 Ok(message) => message,
                 Err(error) => {
-                    return Err(format!("{what}; instead a line that is not upcall/1 ({error})"))
+                    return Err(format!(
+                        "{what}; instead a line that is not upcall/1 ({error})"
+                    ))
                 }
             };
-            if let Message::Upcall { id, callback, argument } = &message {
+            if let Message::Upcall {
+                id,
+                callback,
+                argument,
+            } = &message
+            {
                 self.upcall_ids.push(*id);
                 let relay = callback == "on_event"
                     && argument.starts_with("Upcall event: ")
@@ -169,7 +188,11 @@ impl Peer {
         let argument = processing(text);
         let what = format!("UPCALL <id> on_event {argument}");
         match self.next(&what)? {
-            Message::Upcall { id, callback, argument: got } if callback == "on_event" && got == argument => Ok(id),
+            Message::Upcall {
+                id,
+                callback,
+                argument: got,
+            } if callback == "on_event" && got == argument => Ok(id),
             _ => Err(self.instead(&what)),
         }
     }
@@ -203,32 +226,128 @@ impl Peer {
 /// Every server case, in the order of the rules.
 pub fn cases() -> Vec<Case<ServerCtx>> {
     let mut all = vec![
-        Case { rule: "1.1", title: "a CR right before the LF is dropped", run: cr_dropped },
-        Case { rule: "1.2", title: "empty lines are ignored, never answered", run: empty_lines },
-        Case { rule: "1.3", title: "verbs are read in any case", run: verbs_any_case },
-        Case { rule: "1.4", title: "a line over 4096 bytes gets ERR and is skipped", run: long_line },
-        Case { rule: "1.6", title: "bad bytes, control and invisible characters get ERR", run: bad_text },
-        Case { rule: "2.1", title: "the first line is WELCOME <client-id> upcall/1", run: welcome_first },
-        Case { rule: "2.2", title: "two connections get two client ids", run: distinct_ids },
-        Case { rule: "2.3", title: "lines sent before WELCOME are handled in order", run: before_welcome },
-        Case { rule: "3.1", title: "REGISTER is answered REGISTERED", run: register },
-        Case { rule: "3.2", title: "a bad callback name gets ERR", run: bad_callback_name },
-        Case { rule: "3.3", title: "registering again is answered again", run: register_again },
-        Case { rule: "3.4", title: "the 65th callback gets ERR", run: too_many_callbacks },
-        Case { rule: "4.1", title: "MSG upcalls on_event on its sender", run: msg_upcalls_sender },
-        Case { rule: "4.2", title: "MSG upcalls on_event on the other clients", run: msg_relayed },
-        Case { rule: "4.3", title: "MSG without on_event gets ERR and no upcall", run: msg_without_on_event },
-        Case { rule: "5.1", title: "upcall ids count 1, 2, 3 on a connection", run: ids_count_up },
-        Case { rule: "6.1", title: "an accepted RETURN gets no reply", run: return_no_reply },
-        Case { rule: "6.2", title: "RETURN without a value, FAIL without a reason", run: empty_answers },
-        Case { rule: "6.3", title: "an id not pending gets ERR", run: unknown_id },
-        Case { rule: "6.4", title: "a malformed id gets ERR", run: malformed_id },
-        Case { rule: "7.1", title: "a refused line gets one ERR, the connection stays", run: refused_lines },
-        Case { rule: "7.2", title: "pipelined lines are answered in order", run: answered_in_order },
-        Case { rule: "8.1", title: "BYE is answered BYE, then the connection closes", run: bye },
+        Case {
+            rule: "1.1",
+            title: "a CR right before the LF is dropped",
+            run: cr_dropped,
+        },
+        Case {
+            rule: "1.2",
+            title: "empty lines are ignored, never answered",
+            run: empty_lines,
+        },
+        Case {
+            rule: "1.3",
+            title: "verbs are read in any case",
+            run: verbs_any_case,
+        },
+        Case {
+            rule: "1.4",
+            title: "a line over 4096 bytes gets ERR and is skipped",
+            run: long_line,
+        },
+        Case {
+            rule: "1.6",
+            title: "bad bytes, control and invisible characters get ERR",
+            run: bad_text,
+        },
+        Case {
+            rule: "2.1",
+            title: "the first line is WELCOME <client-id> upcall/1",
+            run: welcome_first,
+        },
+        Case {
+            rule: "2.2",
+            title: "two connections get two client ids",
+            run: distinct_ids,
+        },
+        Case {
+            rule: "2.3",
+            title: "lines sent before WELCOME are handled in order",
+            run: before_welcome,
+        },
+        Case {
+            rule: "3.1",
+            title: "REGISTER is answered REGISTERED",
+            run: register,
+        },
+        Case {
+            rule: "3.2",
+            title: "a bad callback name gets ERR",
+            run: bad_callback_name,
+        },
+        Case {
+            rule: "3.3",
+            title: "registering again is answered again",
+            run: register_again,
+        },
+        Case {
+            rule: "3.4",
+            title: "the 65th callback gets ERR",
+            run: too_many_callbacks,
+        },
+        Case {
+            rule: "4.1",
+            title: "MSG upcalls on_event on its sender",
+            run: msg_upcalls_sender,
+        },
+        Case {
+            rule: "4.2",
+            title: "MSG upcalls on_event on the other clients",
+            run: msg_relayed,
+        },
+        Case {
+            rule: "4.3",
+            title: "MSG without on_event gets ERR and no upcall",
+            run: msg_without_on_event,
+        },
+        Case {
+            rule: "5.1",
+            title: "upcall ids count 1, 2, 3 on a connection",
+            run: ids_count_up,
+        },
+        Case {
+            rule: "6.1",
+            title: "an accepted RETURN gets no reply",
+            run: return_no_reply,
+        },
+        Case {
+            rule: "6.2",
+            title: "RETURN without a value, FAIL without a reason",
+            run: empty_answers,
+        },
+        Case {
+            rule: "6.3",
+            title: "an id not pending gets ERR",
+            run: unknown_id,
+        },
+        Case {
+            rule: "6.4",
+            title: "a malformed id gets ERR",
+            run: malformed_id,
+        },
+        Case {
+            rule: "7.1",
+            title: "a refused line gets one ERR, the connection stays",
+            run: refused_lines,
+        },
+        Case {
+            rule: "7.2",
+            title: "pipelined lines are answered in order",
+            run: answered_in_order,
+        },
+        Case {
+            rule: "8.1",
+            title: "BYE is answered BYE, then the connection closes",
+            run: bye,
+        },
     ];
     all.extend(timing_cases::cases());
-    all.sort_by_key(|case| super::rules::RULES.iter().position(|rule| rule.number == case.rule));
+    all.sort_by_key(|case| {
+        super::rules::RULES
+            .iter()
+            .position(|rule| rule.number == case.rule)
+    });
     all
 }
 
@@ -238,7 +357,9 @@ pub fn run(address: &str, options: &Options) -> Result<Report, String> {
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("`{address}` is not an address: use HOST:PORT, such as 127.0.0.1:4141"))?;
+        .ok_or_else(|| {
+            format!("`{address}` is not an address: use HOST:PORT, such as 127.0.0.1:4141")
+        })?;
     // One connection first: a server that is not there is one sentence, not thirty failures.
     std::net::TcpStream::connect_timeout(&addr, options.wait).map_err(|error| {
         format!("cannot connect to {addr} ({error}): is the server running, on that port?")
@@ -254,24 +375,30 @@ pub fn run(address: &str, options: &Options) -> Result<Report, String> {
     let next = AtomicUsize::new(0);
     thread::scope(|scope| {
         for _ in 0..options.jobs.min(cases.len()) {
-            scope.spawn(|| loop {
-                let Some(&index) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                    break;
-                };
-                let outcome = run_one(&cases[index], addr, options);
-                // Lock: guards the results table; held to store one outcome.
-                lock(&results)[index] = Some(outcome);
+            scope.spawn(|| {
+                while let Some(&index) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let outcome = run_one(&cases[index], addr, options);
+                    // Lock: guards the results table; held to store one outcome.
+                    lock(&results)[index] = Some(outcome);
+                }
             });
         }
     });
     let outcomes = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(Report { outcomes: outcomes.into_iter().flatten().collect() })
+    Ok(Report {
+        outcomes: outcomes.into_iter().flatten().collect(),
+    })
 }
 
 fn run_one(case: &Case<ServerCtx>, addr: SocketAddr, options: &Options) -> Outcome {
     let transcript: Transcript = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
-    let mut ctx = ServerCtx { addr, options: options.clone(), transcript: transcript.clone(), next_label: 0 };
+    let mut ctx = ServerCtx {
+        addr,
+        options: options.clone(),
+        transcript: transcript.clone(),
+        next_label: 0,
+    };
     let failure = (case.run)(&mut ctx).err();
     drop(ctx);
     let transcript = lock(&transcript).clone();
@@ -331,7 +458,6 @@ fn bad_text(ctx: &mut ServerCtx) -> Result<(), String> {
 fn welcome_first(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.connect()?;
     peer.welcome()?
-
 }
 
 fn distinct_ids(ctx: &mut ServerCtx) -> Result<(), String> {
@@ -339,7 +465,9 @@ fn distinct_ids(ctx: &mut ServerCtx) -> Result<(), String> {
     let second = ctx.open()?;
     match (&first.client_id, &second.client_id) {
         (Some(a), Some(b)) if a != b => Ok(()),
-        (Some(a), Some(_)) => Err(format!("a client id other than {a} for the second connection")),
+        (Some(a), Some(_)) => Err(format!(
+            "a client id other than {a} for the second connection"
+        )),
         _ => Err("WELCOME <client-id> upcall/1 on both connections".into()),
     }
 }
@@ -406,7 +534,10 @@ fn msg_relayed(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut sender = ctx.open_registered(&["on_event"])?;
     let mut other = ctx.open_registered(&["on_event"])?;
     other.keep_relays = true;
-    let sender_id = sender.client_id.clone().ok_or("WELCOME <client-id> upcall/1 on A")?;
+    let sender_id = sender
+        .client_id
+        .clone()
+        .ok_or("WELCOME <client-id> upcall/1 on A")?;
     let text = format!("from {sender_id}, for everyone");
     sender.send(&[&format!("MSG {text}")])?;
     let id = sender.expect_processing(&text)?;
@@ -415,13 +546,17 @@ fn msg_relayed(ctx: &mut ServerCtx) -> Result<(), String> {
     let what = format!("on B: UPCALL <id> on_event {argument}");
     loop {
         match other.next(&what)? {
-            Message::Upcall { id, callback, argument: got } if callback == "on_event" => {
+            Message::Upcall {
+                id,
+                callback,
+                argument: got,
+            } if callback == "on_event" => {
                 other.send(&[&format!("RETURN {id} ok")])?;
                 if got == argument {
                     return Ok(());
                 }
                 // Another client's message on a shared server: not ours, wait on.
-                if !(got.contains(" says ") && !got.contains(&sender_id)) {
+                if !got.contains(" says ") || got.contains(&sender_id) {
                     return Err(other.instead(&what));
                 }
             }
@@ -500,7 +635,10 @@ fn refused_lines(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open()?;
     for (line, why) in [
         ("HELLO there", "HELLO is not a verb of upcall/1"),
-        ("UPCALL 1 on_event hi", "UPCALL is the server's verb, not a client's"),
+        (
+            "UPCALL 1 on_event hi",
+            "UPCALL is the server's verb, not a client's",
+        ),
         ("WELCOME client-1 upcall/1", "WELCOME is the server's verb"),
         ("BYE now", "BYE takes no field"),
     ] {
@@ -512,7 +650,14 @@ fn refused_lines(ctx: &mut ServerCtx) -> Result<(), String> {
 
 fn answered_in_order(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open()?;
-    peer.send(&["REGISTER on_event", "HELLO", "REGISTER Bad", "MSG in order", "RETURN 77 ok", "REGISTER last"])?;
+    peer.send(&[
+        "REGISTER on_event",
+        "HELLO",
+        "REGISTER Bad",
+        "MSG in order",
+        "RETURN 77 ok",
+        "REGISTER last",
+    ])?;
     peer.expect_registered("on_event")?;
     peer.expect_err("HELLO (the 2nd line) is not a verb")?;
     peer.expect_err("`Bad` (the 3rd line) is not a callback name")?;
@@ -533,6 +678,8 @@ fn bye(ctx: &mut ServerCtx) -> Result<(), String> {
     match peer.until_closed(after(wait)) {
         Ok(lines) if lines.is_empty() => Ok(()),
         Ok(_) => Err("nothing after BYE but the close".into()),
-        Err(_) => Err(format!("the server to close the connection after its BYE, within {wait:?}")),
+        Err(_) => Err(format!(
+            "the server to close the connection after its BYE, within {wait:?}"
+        )),
     }
 }

@@ -15,13 +15,41 @@ const SLACK: Duration = Duration::from_secs(3);
 
 pub fn cases() -> Vec<Case<ServerCtx>> {
     vec![
-        Case { rule: "6.5", title: "an answer after the upcall timeout gets ERR", run: late_answer },
-        Case { rule: "9.1", title: "silence after connecting: ERR, then the close", run: silent_connection },
-        Case { rule: "9.2", title: "no REGISTER within the line timeout: ERR, then the close", run: never_registers },
-        Case { rule: "9.3", title: "a line trickling for the line timeout: ERR, then the close", run: unfinished_line },
-        Case { rule: "9.4", title: "a registered client may stay quiet", run: quiet_client_stays },
-        Case { rule: "9.5", title: "MSGs past the rate get ERR and no upcall", run: message_flood },
-        Case { rule: "9.6", title: "refused lines past the rate close the connection", run: refused_flood },
+        Case {
+            rule: "6.5",
+            title: "an answer after the upcall timeout gets ERR",
+            run: late_answer,
+        },
+        Case {
+            rule: "9.1",
+            title: "silence after connecting: ERR, then the close",
+            run: silent_connection,
+        },
+        Case {
+            rule: "9.2",
+            title: "no REGISTER within the line timeout: ERR, then the close",
+            run: never_registers,
+        },
+        Case {
+            rule: "9.3",
+            title: "a line trickling for the line timeout: ERR, then the close",
+            run: unfinished_line,
+        },
+        Case {
+            rule: "9.4",
+            title: "a registered client may stay quiet",
+            run: quiet_client_stays,
+        },
+        Case {
+            rule: "9.5",
+            title: "MSGs past the rate get ERR and no upcall",
+            run: message_flood,
+        },
+        Case {
+            rule: "9.6",
+            title: "refused lines past the rate close the connection",
+            run: refused_flood,
+        },
     ]
 }
 
@@ -35,7 +63,9 @@ fn late_answer(ctx: &mut ServerCtx) -> Result<(), String> {
     peer.send(&["MSG answered too late"])?;
     let id = peer.expect_processing("answered too late")?;
     let wait = ctx.options.upcall_timeout + Duration::from_secs(1);
-    peer.conn.note(&format!("(checkcall waits {wait:?}: the upcall timeout and a second)"));
+    peer.conn.note(&format!(
+        "(checkcall waits {wait:?}: the upcall timeout and a second)"
+    ));
     thread::sleep(wait);
     peer.send(&[&format!("RETURN {id} late")])?;
     peer.expect_err(&format!(
@@ -47,7 +77,12 @@ fn late_answer(ctx: &mut ServerCtx) -> Result<(), String> {
 
 /// Expects the server to close `peer` between `earliest` and `latest`, with an `ERR` as the
 /// last line before the close.
-fn expect_dropped(peer: &mut Peer, earliest: Instant, latest: Instant, why: &str) -> Result<(), String> {
+fn expect_dropped(
+    peer: &mut Peer,
+    earliest: Instant,
+    latest: Instant,
+    why: &str,
+) -> Result<(), String> {
     match peer.until_closed(latest) {
         Ok(lines) => {
             if Instant::now() < earliest {
@@ -61,10 +96,14 @@ fn expect_dropped(peer: &mut Peer, earliest: Instant, latest: Instant, why: &str
             if last_err {
                 Ok(())
             } else {
-                Err(format!("{why}: an ERR <reason> (then BYE or not) before the close"))
+                Err(format!(
+                    "{why}: an ERR <reason> (then BYE or not) before the close"
+                ))
             }
         }
-        Err(_) => Err(format!("{why}: ERR <reason> and the close within the line timeout and {SLACK:?}")),
+        Err(_) => Err(format!(
+            "{why}: ERR <reason> and the close within the line timeout and {SLACK:?}"
+        )),
     }
 }
 
@@ -72,10 +111,16 @@ fn silent_connection(ctx: &mut ServerCtx) -> Result<(), String> {
     let started = Instant::now();
     let mut peer = ctx.open()?;
     let limit = ctx.options.line_timeout;
-    peer.conn.note(&format!("(checkcall sends nothing, for up to {:?})", limit + SLACK));
-    expect_dropped(&mut peer, started + limit.mul_f64(0.8), started + limit + SLACK, &format!(
-        "a connection that sends nothing is closed after the line timeout ({limit:?})"
-    ))
+    peer.conn.note(&format!(
+        "(checkcall sends nothing, for up to {:?})",
+        limit + SLACK
+    ));
+    expect_dropped(
+        &mut peer,
+        started + limit.mul_f64(0.8),
+        started + limit + SLACK,
+        &format!("a connection that sends nothing is closed after the line timeout ({limit:?})"),
+    )
 }
 
 fn never_registers(ctx: &mut ServerCtx) -> Result<(), String> {
@@ -83,7 +128,10 @@ fn never_registers(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open()?;
     let limit = ctx.options.line_timeout;
     let latest = started + limit + SLACK;
-    peer.conn.note(&format!("(checkcall sends a MSG every {:?} and never registers)", limit / 4));
+    peer.conn.note(&format!(
+        "(checkcall sends a MSG every {:?} and never registers)",
+        limit / 4
+    ));
     // Each MSG is refused (rule 4.3): what matters is that the connection is closed in the end.
     let mut lines = Vec::new();
     while Instant::now() < latest {
@@ -94,7 +142,9 @@ fn never_registers(ctx: &mut ServerCtx) -> Result<(), String> {
             Ok(more) => {
                 lines.extend(more);
                 if Instant::now() < started + limit.mul_f64(0.8) {
-                    return Err("a client that has not registered yet kept until the line timeout".into());
+                    return Err(
+                        "a client that has not registered yet kept until the line timeout".into(),
+                    );
                 }
                 return match lines.last().map(|line| super::wire::parse(line)) {
                     Some(Ok(Message::Err { .. } | Message::Bye)) => Ok(()),
@@ -117,15 +167,24 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
     let started = Instant::now();
     let latest = started + limit + SLACK;
     peer.conn.send_bytes(b"MSG slow")?;
-    peer.conn.note(&format!("(checkcall sends one more byte every {:?}, never a newline)", limit / 4));
+    peer.conn.note(&format!(
+        "(checkcall sends one more byte every {:?}, never a newline)",
+        limit / 4
+    ));
     while Instant::now() < latest {
         match peer.until_closed(after(limit / 4)) {
             Ok(lines) => {
                 if Instant::now() < started + limit.mul_f64(0.8) {
                     return Err("the unfinished line kept until the line timeout".into());
                 }
-                return match lines.iter().rev().find(|l| !matches!(super::wire::parse(l), Ok(Message::Bye))) {
-                    Some(line) if matches!(super::wire::parse(line), Ok(Message::Err { .. })) => Ok(()),
+                return match lines
+                    .iter()
+                    .rev()
+                    .find(|l| !matches!(super::wire::parse(l), Ok(Message::Bye)))
+                {
+                    Some(line) if matches!(super::wire::parse(line), Ok(Message::Err { .. })) => {
+                        Ok(())
+                    }
                     _ => Err("an ERR <reason> before the close".into()),
                 };
             }
@@ -134,7 +193,9 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
                 // middle of the unfinished line); anything else is wrong.
                 if let Some(line) = lines.iter().find(|line| !is_relay(line)) {
                     if !matches!(super::wire::parse(line), Ok(Message::Err { .. })) {
-                        return Err(format!("nothing while the line is unfinished; got `{line}`"));
+                        return Err(format!(
+                            "nothing while the line is unfinished; got `{line}`"
+                        ));
                     }
                     if Instant::now() < started + limit.mul_f64(0.8) {
                         return Err("the unfinished line kept until the line timeout".into());
@@ -159,7 +220,9 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
 fn quiet_client_stays(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open_registered(&["on_event"])?;
     let wait = ctx.options.line_timeout + Duration::from_secs(1);
-    peer.conn.note(&format!("(checkcall is quiet for {wait:?}, longer than the line timeout)"));
+    peer.conn.note(&format!(
+        "(checkcall is quiet for {wait:?}, longer than the line timeout)"
+    ));
     thread::sleep(wait);
     peer.send(&["MSG still here"])?;
     let id = peer.expect_processing("still here")?;
@@ -216,5 +279,7 @@ fn refused_flood(ctx: &mut ServerCtx) -> Result<(), String> {
 /// `UPCALL <id> on_event Upcall event: <someone> says ...`: another client's message.
 /// Told by its text alone: another client's text may be what the server should have refused.
 pub fn is_relay(line: &str) -> bool {
-    line.starts_with("UPCALL ") && line.contains(" on_event Upcall event: ") && line.contains(" says ")
+    line.starts_with("UPCALL ")
+        && line.contains(" on_event Upcall event: ")
+        && line.contains(" says ")
 }

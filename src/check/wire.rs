@@ -151,7 +151,8 @@ impl Conn {
             match self.stream.read(&mut buffer) {
                 Ok(0) => self.close_seen("(the connection was closed)"),
                 Ok(n) => self.pending.extend_from_slice(&buffer[..n]),
-                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => self.close_seen(&format!("(the connection broke: {error})")),
             }
@@ -220,7 +221,10 @@ mod tests {
         assert_eq!(printable("MSG a\u{202E}b".as_bytes()), "MSG a\\u{202e}b");
         assert_eq!(printable(b"MSG caf\xff"), "MSG caf\\(not UTF-8)");
         let long = printable(&[b'x'; 5000]);
-        assert!(long.contains("(5000 bytes in all)") && long.len() < 200, "{long}");
+        assert!(
+            long.contains("(5000 bytes in all)") && long.len() < 200,
+            "{long}"
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub fn start_server(mut command: Command) -> Started {
     let stdin = child.stdin.take();
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    stdout.read_line(&mut line).expect("the server's first line");
+    stdout
+        .read_line(&mut line)
+        .expect("the server's first line");
     let address = line
         .split_whitespace()
         .find(|word| word.starts_with("127.0.0.1:"))
@@ -69,24 +71,42 @@ pub fn start_server(mut command: Command) -> Started {
         .to_string();
     // The rest of its output is drained, so that the server never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    Started { child, _stdin: stdin, address }
+    Started {
+        child,
+        _stdin: stdin,
+        address,
+    }
 }
 
 pub fn servercall() -> Started {
     let mut command = Command::new(env!("CARGO_BIN_EXE_servercall"));
-    command.args(["--listen", "127.0.0.1:0", "--quiet", "--line-timeout", LINE_TIMEOUT, "--upcall-timeout", UPCALL_TIMEOUT]);
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--quiet",
+        "--line-timeout",
+        LINE_TIMEOUT,
+        "--upcall-timeout",
+        UPCALL_TIMEOUT,
+    ]);
     start_server(command)
 }
 
 /// The example's source, from examples/python/.
 pub fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/python")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
 /// `source` with `old` (which must be there exactly once) replaced by `new`, in a file of its own.
 pub fn mutant(name: &str, source: &str, old: &str, new: &str) -> PathBuf {
-    assert_eq!(source.matches(old).count(), 1, "the fault's line is not in {name} exactly once: {old:?}");
+    assert_eq!(
+        source.matches(old).count(),
+        1,
+        "the fault's line is not in {name} exactly once: {old:?}"
+    );
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "upcall-checkcall-{}-{}",
@@ -101,7 +121,14 @@ pub fn mutant(name: &str, source: &str, old: &str, new: &str) -> PathBuf {
 
 pub fn python_server(python: &str, script: &Path) -> Started {
     let mut command = Command::new(python);
-    command.arg("-u").arg(script).args(["--listen", "127.0.0.1:0", "--line-timeout", LINE_TIMEOUT, "--upcall-timeout", UPCALL_TIMEOUT]);
+    command.arg("-u").arg(script).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--line-timeout",
+        LINE_TIMEOUT,
+        "--upcall-timeout",
+        UPCALL_TIMEOUT,
+    ]);
     start_server(command)
 }
 
@@ -115,13 +142,17 @@ pub fn options(command: Check) -> Options {
 
 /// Every server case against the server at `address`.
 pub fn check_server(address: &str) -> Report {
-    let options = options(Check::Server { address: address.into() });
+    let options = options(Check::Server {
+        address: address.into(),
+    });
     server_cases::run(address, &options).expect("the checker runs")
 }
 
 /// Every client case against the client that `start` starts, given the checker's address.
 pub fn check_client(start: impl FnOnce(String) -> Command) -> Report {
-    let options = options(Check::Client { listen: "127.0.0.1:0".into() });
+    let options = options(Check::Client {
+        listen: "127.0.0.1:0".into(),
+    });
     let mut started = None;
     let report = client_cases::run("127.0.0.1:0", &options, |addr| {
         let mut command = start(addr.to_string());
@@ -132,7 +163,11 @@ pub fn check_client(start: impl FnOnce(String) -> Command) -> Report {
             .spawn()
             .expect("start the client");
         let stdin = child.stdin.take();
-        started = Some(Started { child, _stdin: stdin, address: addr.to_string() });
+        started = Some(Started {
+            child,
+            _stdin: stdin,
+            address: addr.to_string(),
+        });
     })
     .expect("the checker runs");
     drop(started);
