@@ -13,7 +13,7 @@
 //! all passed, and `--junit FILE` writes a report that graders and CI read.
 //!
 //! The files: [`rules`] (the numbered rules, as the spec has them), [`wire`] (one connection and
-//! its transcript), [`server_cases`] and [`timing_cases`] (what a server must do),
+//! its transcript), [`server_cases`] and [`timing_cases`] (what a server must do), [`server_run`] (playing them),
 //! [`client_cases`] (what a client must do), [`report`] (the screen and JUnit), [`options`]
 //! (the command line).
 
@@ -22,6 +22,7 @@ pub mod options;
 pub mod report;
 pub mod rules;
 pub mod server_cases;
+pub mod server_run;
 pub mod timing_cases;
 pub mod wire;
 

@@ -6,7 +6,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::server_cases::{Peer, ServerCtx};
+use super::server_run::{Peer, ServerCtx};
 use super::{after, Case};
 use crate::protocol::Message;
 
