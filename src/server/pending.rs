@@ -38,6 +38,9 @@ pub enum Outcome {
     Disconnected,
     /// The upcall was never sent (no such client, callback not registered, line too long, ...).
     NotSent(String),
+    /// Sent, but not waited for: the client let its last upcall time out and has said nothing
+    /// since (a laptop asleep, most likely), so waiting again would only hold up the console.
+    Unanswered,
 }
 
 /// A client's name and an upcall's outcome, printed the way the console shows it:
@@ -59,6 +62,10 @@ impl fmt::Display for CallResult {
             }
             Outcome::Disconnected => write!(f, "{client} disconnected before answering"),
             Outcome::NotSent(reason) => write!(f, "{client} was not called: {reason}"),
+            Outcome::Unanswered => write!(
+                f,
+                "{client} has not answered since an earlier upcall timed out: sent, not waited for"
+            ),
         }
     }
 }
@@ -130,11 +137,16 @@ impl Server {
             let now = Instant::now();
             for peer in self.snapshot() {
                 for (id, pending) in peer.take_expired(now) {
+                    peer.timed_out();
                     self.settle(&peer, id, pending, Outcome::TimedOut(timeout));
                 }
                 for summary in peer.repeats_due(now, false) {
                     log!(self, "{summary}");
                 }
+            }
+            let refusals = crate::lock(&self.shared.registry).refusal_summaries_due();
+            for summary in refusals {
+                log!(self, "{summary}");
             }
         }
     }

@@ -171,6 +171,11 @@ impl RawClient {
         self.stream.write_all(bytes).expect("write to the server");
     }
 
+    /// Like `send_bytes`, for a client that may have been closed by the server meanwhile.
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     /// Reads exactly one line, its `\n` included. Panics on timeout, end of stream or non-UTF-8.
     pub fn expect_line(&mut self) -> String {
         match self.try_line() {
