@@ -14,10 +14,6 @@ use std::thread;
 use programs::*;
 use upcall::check::{client_cases, rules, server_cases};
 
-/// Cases for behaviour that SERVER-PLAN.md (issue 15) adds to servercall and that has not
-/// reached this branch yet. Empty this list once it has: then servercall must pass them too.
-const SERVERCALL_NOT_YET: &[&str] = &["server 9.2", "server 9.3"];
-
 fn failed(report: &upcall::check::Report) -> BTreeSet<String> {
     report.failed().into_iter().collect()
 }
@@ -26,11 +22,7 @@ fn failed(report: &upcall::check::Report) -> BTreeSet<String> {
 fn servercall_passes_every_case() {
     let server = servercall();
     let report = check_server(&server.address);
-    let unexpected: Vec<String> = failed(&report)
-        .into_iter()
-        .filter(|name| !SERVERCALL_NOT_YET.contains(&name.as_str()))
-        .collect();
-    assert!(unexpected.is_empty(), "{}", report.text());
+    assert!(report.all_passed(), "{}", report.text());
     assert_eq!(report.outcomes.len(), server_cases::cases().len());
 }
 
