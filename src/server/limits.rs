@@ -169,6 +169,11 @@ impl Repeats {
         }
     }
 
+    /// Lines were skipped that no summary has counted yet.
+    pub fn owed(&self) -> bool {
+        self.windows.iter().any(|window| window.skipped > 0)
+    }
+
     /// Summaries of windows that ended with lines skipped: the sweeper prints them, so a flood
     /// that stops still gets its last count. With `all`, every open window counts as ended (the
     /// client is leaving).

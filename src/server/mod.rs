@@ -208,6 +208,8 @@ struct Shared {
     registry: Mutex<Registry>,
     /// The clients whose outbox holds lines, for the flusher.
     waiting: flusher::Waiting,
+    /// Wakes the sweeper, which sleeps while no upcall is pending.
+    sweeper: pending::Alarm,
     /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
     /// see it.
     stopping: AtomicBool,
@@ -238,6 +240,7 @@ impl Server {
                 config,
                 registry: Mutex::new(Registry::default()),
                 waiting: flusher::Waiting::default(),
+                sweeper: pending::Alarm::default(),
                 stopping: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
                 log,
@@ -359,6 +362,7 @@ impl Server {
         for line in lines {
             log!(self, "{line}");
         }
+        self.shared.sweeper.ring(); // the second's count is owed
     }
 
     /// Takes a peer out of the registry (once; a second call does nothing).
@@ -428,6 +432,7 @@ impl Server {
     pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.wake_flusher();
+        self.shared.sweeper.ring();
         for peer in self.snapshot() {
             let _ = peer.send(self, &Message::Bye);
             peer.hang_up();

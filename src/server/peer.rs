@@ -203,7 +203,10 @@ impl Peer {
         let max_pending = server.config().max_pending;
         let filed = lock(&self.state).file(callback, pending, max_pending);
         let id = match filed {
-            Ok(id) => id,
+            Ok(id) => {
+                server.shared.sweeper.ring(); // it must give up on this one if no answer comes
+                id
+            }
             Err(NotFiled::TooManyPending) => {
                 // A client that leaves this many upcalls unanswered is not reading its socket
                 // (or not answering at all): it is behind, and dropped like one.
@@ -375,12 +378,21 @@ impl Peer {
         let verdict = lock(&self.state)
             .repeats
             .judge(&self.name, kind, Instant::now());
+        if verdict == Verdict::Skip {
+            server.shared.sweeper.ring(); // a summary will be owed
+        }
         if let Verdict::Print { summary } = verdict {
             if let Some(summary) = summary {
                 log!(server, "{summary}");
             }
             server.log(line);
         }
+    }
+
+    /// An upcall waits for its answer, or a log summary is owed: the sweeper has work here.
+    pub(super) fn has_work(&self) -> bool {
+        let state = lock(&self.state);
+        !state.pending.is_empty() || state.repeats.owed()
     }
 
     /// Summaries of repeats that are due (`all`: the client is leaving, print every count).

@@ -142,6 +142,11 @@ impl Registry {
         Vec::new()
     }
 
+    /// Refusals were counted that no summary has printed yet.
+    pub(super) fn refusals_owed(&self) -> bool {
+        self.refusals.started.is_some()
+    }
+
     /// Decides whether a refusal of `source` gets a log line of its own now. Returns the lines
     /// to print: nothing while this source was already refused this second, else this
     /// refusal's line, after the counts of the second that ended.
