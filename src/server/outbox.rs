@@ -101,6 +101,16 @@ impl fmt::Display for Stuck {
     }
 }
 
+/// Who writes a line handed to the outbox ([`Outbox::take`]).
+pub(super) enum Turn {
+    /// The caller, at once: nothing waits before it.
+    WriteNow(Vec<u8>),
+    /// The caller, after the lines that wait before it.
+    WriteWaiting,
+    /// Another thread, which is writing to this client right now.
+    ByAnother,
+}
+
 /// What became of the lines a writer tried to send.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Sent {
@@ -142,18 +152,27 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues `line`; true if the caller is now the one to write (see [`write_waiting`]), false if
-    /// another thread is writing and takes this line along. Closes the outbox on an error.
-    pub(super) fn add_and_claim(&mut self, line: Vec<u8>) -> Result<bool, Stuck> {
+    /// Takes `line` for sending: when nothing waits and nobody writes (almost always), the caller
+    /// becomes the writer and gets the line back to write at once ([`write_now`]), with no queue
+    /// at all; otherwise the line is queued, and the caller writes what waits
+    /// ([`write_waiting`]) unless another thread is at it. Closes the outbox on an error.
+    pub(super) fn take(&mut self, line: Vec<u8>) -> Result<Turn, Stuck> {
+        if self.closed || self.closing {
+            return Err(Stuck::Closed);
+        }
+        if !self.writing && self.queue.is_empty() {
+            self.writing = true;
+            return Ok(Turn::WriteNow(line));
+        }
         if let Err(stuck) = self.add(line) {
             self.close();
             return Err(stuck);
         }
         if self.writing {
-            return Ok(false);
+            return Ok(Turn::ByAnother);
         }
         self.writing = true;
-        Ok(true)
+        Ok(Turn::WriteWaiting)
     }
 
     /// Drops everything: the client is being dropped.
@@ -199,11 +218,64 @@ pub(super) fn send(
     socket: &TcpStream,
     line: Vec<u8>,
 ) -> Result<Sent, Stuck> {
-    if lock(outbox).add_and_claim(line)? {
-        write_waiting(outbox, socket)
-    } else {
-        Ok(Sent::ByAnother)
+    let turn = lock(outbox).take(line)?;
+    write_turn(outbox, socket, turn)
+}
+
+/// Does what [`Outbox::take`] said; the lock is not held.
+pub(super) fn write_turn(
+    outbox: &Mutex<Outbox>,
+    socket: &TcpStream,
+    turn: Turn,
+) -> Result<Sent, Stuck> {
+    match turn {
+        Turn::WriteNow(line) => write_now(outbox, socket, line),
+        Turn::WriteWaiting => write_waiting(outbox, socket),
+        Turn::ByAnother => Ok(Sent::ByAnother),
     }
+}
+
+/// The fast path: writes one line that nothing waits before, without queueing it. What the
+/// socket does not take becomes the head of the queue.
+fn write_now(outbox: &Mutex<Outbox>, socket: &TcpStream, line: Vec<u8>) -> Result<Sent, Stuck> {
+    let written = write_bytes(socket, &line);
+    let mut guard = lock(outbox);
+    if let Err(error) = written.result {
+        guard.close();
+        return Err(Stuck::Broken(error));
+    }
+    if written.full {
+        guard.waiting_bytes += line.len() - written.bytes;
+        guard.queue.push_front(Waiting {
+            line,
+            written: written.bytes,
+            since: Instant::now(),
+        });
+    }
+    if !written.full && !guard.queue.is_empty() {
+        // Lines were queued while we wrote: send them too, in this same turn.
+        drop(guard);
+        return write_waiting(outbox, socket);
+    }
+    finish_turn(guard, socket, if written.full { Sent::SomeWait } else { Sent::All })
+}
+
+/// Ends a writer's turn (the lock is held): clears `writing`, and hangs up if the client was
+/// dropped meanwhile.
+fn finish_turn(
+    mut outbox: std::sync::MutexGuard<'_, Outbox>,
+    socket: &TcpStream,
+    done: Sent,
+) -> Result<Sent, Stuck> {
+    outbox.writing = false;
+    if outbox.closing {
+        // The client was dropped while we wrote: what could be sent is sent; hang up.
+        outbox.close();
+        drop(outbox);
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+        return Err(Stuck::Closed);
+    }
+    Ok(done)
 }
 
 /// Writes what waits in the outbox as far as the socket takes it, without holding the outbox's
@@ -231,15 +303,7 @@ pub(super) fn write_waiting(outbox: &Mutex<Outbox>, socket: &TcpStream) -> Resul
         } else {
             continue; // lines were queued while we wrote: send them too, in this same turn
         };
-        outbox.writing = false;
-        if outbox.closing {
-            // The client was dropped while we wrote: what could be sent is sent; hang up.
-            outbox.close();
-            drop(outbox);
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-            return Err(Stuck::Closed);
-        }
-        return Ok(done);
+        return finish_turn(outbox, socket, done);
     }
 }
 
@@ -253,27 +317,40 @@ struct Written {
 
 /// Writes lines from the front of `lines` until they are all written or the socket is full;
 /// fully written lines are removed.
-fn write_lines(mut socket: &TcpStream, lines: &mut VecDeque<Waiting>) -> Written {
-    let mut written = Written {
+fn write_lines(socket: &TcpStream, lines: &mut VecDeque<Waiting>) -> Written {
+    let mut total = Written {
         bytes: 0,
         full: false,
         result: Ok(()),
     };
     while let Some(oldest) = lines.front_mut() {
-        match socket.write(&oldest.line[oldest.written..]) {
+        let written = write_bytes(socket, &oldest.line[oldest.written..]);
+        total.bytes += written.bytes;
+        oldest.written += written.bytes;
+        if written.result.is_err() || written.full {
+            total.full = written.full;
+            total.result = written.result;
+            break;
+        }
+        lines.pop_front();
+    }
+    total
+}
+
+/// Writes `bytes` until they are all written or the socket is full (non-blocking: never waits).
+fn write_bytes(mut socket: &TcpStream, bytes: &[u8]) -> Written {
+    let mut written = Written {
+        bytes: 0,
+        full: false,
+        result: Ok(()),
+    };
+    while written.bytes < bytes.len() {
+        match socket.write(&bytes[written.bytes..]) {
             Ok(0) => {
                 written.result = Err(io::ErrorKind::WriteZero.into());
                 break;
             }
-            Ok(count) => {
-                written.bytes += count;
-                oldest.written += count;
-                if oldest.written < oldest.line.len() {
-                    written.full = true;
-                    break;
-                }
-                lines.pop_front();
-            }
+            Ok(count) => written.bytes += count,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 written.full = true;
