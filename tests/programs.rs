@@ -6,9 +6,12 @@
 
 mod process;
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
+#[cfg(unix)]
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::sync::mpsc;
 use std::thread;
 
@@ -322,6 +325,7 @@ fn an_impossible_max_clients_is_lowered_with_a_note() {
 
 /// The first line of a stream (up to and with its newline, or all of it if it ends first), read by
 /// a thread of its own; the receiver gets it once it is whole.
+#[cfg(unix)]
 fn first_line(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (line, receiver) = mpsc::channel();
     thread::spawn(move || {
