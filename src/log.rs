@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
@@ -69,6 +69,8 @@ pub struct Log {
     /// Lines the printing thread could not write (a full disk, a closed pipe), and not yet
     /// reported.
     unwritten: Arc<Unwritten>,
+    /// A console line waited its whole patience for room: the terminal is stuck.
+    stuck: Arc<AtomicBool>,
 }
 
 /// Lines that could not be written, and the last error that said why.
@@ -100,6 +102,7 @@ impl Log {
                 queue: Some(queue),
                 dropped,
                 unwritten,
+                stuck: Arc::default(),
             },
             // No thread, no log: the server still serves.
             Err(_) => Log::off(),
@@ -112,6 +115,7 @@ impl Log {
             queue: None,
             dropped: Arc::new(AtomicU64::new(0)),
             unwritten: Arc::new(Unwritten::default()),
+            stuck: Arc::default(),
         }
     }
 
@@ -135,14 +139,25 @@ impl Log {
         let Some(queue) = &self.queue else {
             return;
         };
-        let deadline = std::time::Instant::now() + CONSOLE_PATIENCE;
+        // Once one console line has waited its full patience, the terminal is stuck, not slow:
+        // later lines are dropped (and counted) at once, until the queue takes one again.
+        let patience = if self.stuck.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            CONSOLE_PATIENCE
+        };
+        let deadline = std::time::Instant::now() + patience;
         let mut entry = Entry::Line(line);
         loop {
             match queue.try_send(entry) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {
+                    self.stuck.store(false, Ordering::Relaxed);
+                    return;
+                }
                 Err(TrySendError::Full(back)) => entry = back,
             }
             if std::time::Instant::now() >= deadline {
+                self.stuck.store(true, Ordering::Relaxed);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }

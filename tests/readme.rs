@@ -6,6 +6,7 @@
 //!
 //! The lab's samples (`lab-*`) need Docker: `compose/lab-check.sh` checks those, in both files.
 
+mod bare;
 mod process;
 
 use process::{run_with_input, Program};
@@ -69,6 +70,22 @@ fn the_client_sample_is_real() {
             "{readme}"
         );
     }
+}
+
+/// The bare server of `examples/bare_server.rs` gives the client the same session, to the byte.
+#[test]
+fn the_client_sample_is_real_with_the_bare_server_too() {
+    let address = bare::start();
+    let client = run_with_input(
+        env!("CARGO_BIN_EXE_clientcall"),
+        &["--server", &address.to_string()],
+        "haii\nhalo\nbye\n",
+    );
+    let transcript = String::from_utf8_lossy(&client.stdout);
+    assert_eq!(
+        without_ports(&transcript),
+        without_ports(&sample("README.md", "client"))
+    );
 }
 
 #[test]

@@ -111,7 +111,16 @@ impl<'a> Connection<'a> {
                 Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
                     self.wait_for_input()
                 }
-                Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+                // The kernel gave up on the connection: keepalive probes, or data sent to the
+                // client, went unanswered (a laptop asleep, a student who left the Wi-Fi).
+                Err(Error::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::HostUnreachable
+                            | std::io::ErrorKind::NetworkUnreachable
+                    ) =>
+                {
                     Next::Close(format!(
                         "vanished: its computer stopped answering for {} (TCP keepalive)",
                         seconds(limits::KEEPALIVE_GIVE_UP)
@@ -358,14 +367,21 @@ impl<'a> Connection<'a> {
         [unregistered, partial].into_iter().flatten().min()
     }
 
-    /// A deadline passed: this connection is holding a slot without using it.
+    /// A deadline passed: this connection is holding a slot without using it. The reason given
+    /// is that of the deadline that came first (a thread woken late may find both passed).
     fn past_deadline(&mut self) -> Next {
         let timeout = self.server.config().line_timeout;
         let limit = seconds(timeout);
-        let reason = match self.reader.partial_line_since() {
-            Some(since) if since.elapsed() >= timeout => {
+        let unregistered = (!self.registered).then(|| self.connected + timeout);
+        let partial = self
+            .reader
+            .partial_line_since()
+            .map(|since| since + timeout);
+        let reason = match (unregistered, partial) {
+            (Some(register_by), Some(finish_by)) if finish_by < register_by => {
                 format!("a line was left unfinished for {limit}")
             }
+            (None, Some(_)) => format!("a line was left unfinished for {limit}"),
             _ if !self.said_anything => format!("no complete line within {limit} of connecting"),
             _ => format!("no callback registered within {limit} of connecting"),
         };

@@ -220,16 +220,17 @@ impl Expired for Option<Instant> {
 /// TCP keepalive: after this long without a byte from a client, its kernel is asked whether the
 /// connection still exists. A `clientcall` or `nc` that is merely quiet answers from its kernel,
 /// without its user doing anything; a laptop whose lid closed, or that left the Wi-Fi, does not.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(20);
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 
 /// Time between two keepalive probes.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A client whose computer has answered nothing for this long (no probe answered, or, on Linux,
-/// data sent to it left unacknowledged) is dropped: well within a minute of the last thing it
-/// said, whether or not anything was sent to it. Without this a vanished client stays for the
-/// ~15 minutes of TCP's retransmissions, or for ever if nothing is sent to it.
-pub const KEEPALIVE_GIVE_UP: Duration = Duration::from_secs(40);
+/// data sent to it left unacknowledged) is dropped. Both clocks start at most this long after
+/// the last thing it said, so it is gone within a minute of that, whether or not anything was
+/// sent to it. Without this a vanished client stays for the ~15 minutes of TCP's
+/// retransmissions, or for ever if nothing is sent to it.
+pub const KEEPALIVE_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// How often a connection thread that has nothing to wait for looks whether its connection was
 /// hung up by another thread. On Linux and macOS a `shutdown` wakes the waiting thread at once;

@@ -9,13 +9,23 @@
 //!                                                 │ turns MSG into upcalls, matches RETURN/FAIL
 //!                                                 ▼
 //!   registry: client-1 ─▶ Peer { outbox, callbacks, pending upcalls }        (peer.rs)
-//!             client-2 ─▶ Peer { ... }
+//!             client-2 ─▶ Peer { ... }                                   (registry.rs)
 //!          ▲                                      ▲
-//!   console (call, broadcast)        sweeper: gives up on upcalls past their timeout (pending.rs)
-//!                                    flusher: sends what waits in the outboxes     (outbox.rs)
+//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (pending.rs)
+//!                                    flusher: sends what waits in the outboxes    (flusher.rs)
 //! ```
 //!
-//! Every connection has its own thread, blocked in `read` on its own socket. That is the simplest
+//! | thread | how many | what it does |
+//! |---|---|---|
+//! | a client's connection thread | N, one per client | reads its lines, answers them, waits for its socket |
+//! | accept loop | 1 | `accept`, nothing else |
+//! | starter | 1 | checks the door rules, starts each client's thread |
+//! | sweeper | 1 | gives up on upcalls past their timeout, prints log summaries |
+//! | flusher | 1 | sends what waits in outboxes; sleeps while none waits |
+//! | log | 1 | the only thread that writes to the terminal |
+//! | console | 1, plus one per `call`/`broadcast` waiting (at most 16) | the operator's commands |
+//!
+//! Every connection has its own thread, waiting on its own socket. That is the simplest
 //! model there is (the code for one client reads top to bottom, like the old single-client lab) and
 //! its cost is stated in the README's "Performance" section: a thread's memory per client, and a
 //! scheduler wake-up per line. An event loop (epoll) would serve the same clients from one thread,
@@ -44,14 +54,21 @@
 //! never stall, flood or lock out the others. Each defence is one idea:
 //!
 //! - **Nobody waits for a slow reader.** Writing to a client that stopped reading would block the
-//!   writer, and the writer is often *another* client's thread. So every line goes through the
-//!   client's outbox (`outbox.rs`): it is written at once if the socket has room (almost always), and
-//!   otherwise queued, and one `flusher` thread sends the rest later. A client that falls behind
+//!   writer, and the writer is often *another* client's thread. So the sockets are non-blocking and
+//!   every line goes through the client's outbox (`outbox.rs`): it is written at once if the socket
+//!   has room (almost always), and otherwise queued, and one `flusher` thread sends the rest when
+//!   the socket has room again. A client that falls behind
 //!   by more than [`limits::OUTBOX_LIMIT`], or leaves a line unsent for the write timeout, is
 //!   dropped. A second thread per client (a writer) would do the same job more simply, but would
 //!   double the memory of ten thousand idle clients; the outbox costs nothing until it is used.
 //! - **Floods are refused, not passed on**: `--max-msg-rate` ([`limits::MessageRate`]).
-//! - **Slots are not held by silence**: `--line-timeout`, `--max-per-address`, `--max-clients`.
+//! - **Slots go to students**: a connection must register a callback within `--line-timeout`
+//!   and finish every line within it; `--max-per-address` (an IPv6 /64 is one address),
+//!   `--max-clients`, and the operator's `kick`.
+//! - **Vanished laptops are found**: TCP keepalive ([`limits::KEEPALIVE_GIVE_UP`]), and a client
+//!   that let an upcall time out is not waited for again until it speaks.
+//! - **Floods of any kind end the same way**: every useless line counts against the rate, and a
+//!   client refused faster than the rate is disconnected.
 //! - **Everything per client is bounded**: callbacks, pending upcalls, queued bytes, line length.
 //! - **The log never blocks** ([`crate::log::Log`]) and repeats are summarised
 //!   ([`limits::Repeats`]), so a flood cannot flood the operator's terminal either.
@@ -61,14 +78,15 @@
 //! There are three that matter, each with one job, and none is ever held while waiting for a
 //! client:
 //! - the registry (`Shared::registry`): which clients exist;
-//! - a client's `outbox`: the order of bytes on that client's socket. Held for one write that the
-//!   socket's send timeout bounds to a few milliseconds, never while waiting for an answer;
+//! - a client's `outbox`: the lines waiting for that client, in order. Held to queue a line or
+//!   take the queue out, never during a write (see `outbox.rs`), never while waiting for an answer;
 //! - a client's `state`: its callbacks and pending upcalls.
 //!
-//! (A fourth, `Shared::waiting`, only holds the numbers of the clients the flusher should visit.)
+//! (A fourth, the flusher's waiting set, only holds the numbers of the clients it should visit.)
 //!
-//! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`); taking
-//! them in one order only is what rules out a deadlock between two threads.
+//! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`), and
+//! `outbox`, then the waiting set (see `flusher.rs`); taking them in one order only is what rules
+//! out a deadlock between two threads.
 //!
 //! # What this server leaves out
 //!
@@ -270,8 +288,9 @@ impl Server {
                 Err(error) => {
                     // Typically "too many open files" when the process is at its limit. Waiting
                     // a moment lets disconnections free some; exiting would drop every client.
+                    // The moment is short: a student is waiting in the kernel's queue.
                     log!(self, "Cannot accept a connection: {error}");
-                    thread::sleep(Duration::from_millis(100));
+                    thread::sleep(Duration::from_millis(10));
                 }
             }
         }
@@ -303,6 +322,11 @@ impl Server {
             Ok(peer) => Arc::new(peer),
             Err(error) => return log!(self, "Could not start client-{number}: {error}"),
         };
+        if peer.closed_already() {
+            // Connected and closed before we got to it (a port scan, a connect-and-close
+            // flood): no thread, no log line, and its file descriptor is free again at once.
+            return;
+        }
         let entered = lock(&self.shared.registry).enter(&peer, &self.shared.config);
         if let Err(refusal) = entered {
             self.log_refusal(address.ip(), &refusal.why);

@@ -155,6 +155,11 @@ impl Peer {
         })
     }
 
+    /// The client closed the connection before it was served: nothing to read but its end.
+    pub(super) fn closed_already(&self) -> bool {
+        matches!(self.socket.peek(&mut [0]), Ok(0))
+    }
+
     /// The socket, for `os::wait` (the connection thread and the flusher).
     pub(super) fn socket(&self) -> &TcpStream {
         &self.socket

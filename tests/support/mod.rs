@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use upcall::server::{Server, ServerConfig};
 
+#[cfg(target_os = "linux")]
+pub mod netns;
+
 /// How long a test waits for any one line before it declares the server silent. Long enough for
 /// a loaded CI machine running debug builds, short enough that a broken test fails in seconds.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
