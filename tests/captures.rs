@@ -213,11 +213,11 @@ fn without_hostname(line: &str) -> String {
     line
 }
 
+/// This machine's name, as the client's `hostname` callback answers it on every system (on
+/// Windows there is no `/proc`: the callback asks the system, and so does this).
 fn this_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let callback = upcall::callbacks::find("hostname").expect("hostname is registered");
+    callback("", &|_| {}).expect("this machine has a name")
 }
 
 fn quiet() -> ServerConfig {
