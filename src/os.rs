@@ -34,6 +34,16 @@ pub fn wait(
     sys::wait(sockets, timeout)
 }
 
+/// [`wait`] for one socket: true when it is ready. No allocation: this is on the path of every
+/// line a client sends.
+pub fn wait_for(
+    socket: &TcpStream,
+    interest: Interest,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    sys::wait_for(socket, interest, timeout)
+}
+
 /// Turns on TCP keepalive: after `idle` without a byte from the peer, the kernel sends a probe
 /// every `interval`, and gives up on the connection when the peer stays silent for `give_up` (the
 /// read then fails). On Linux `give_up` also bounds how long sent data may stay unacknowledged
@@ -308,6 +318,31 @@ mod sys {
         Ok(fds.iter().map(|fd| fd.revents != 0).collect())
     }
 
+    pub(super) fn wait_for(
+        socket: &TcpStream,
+        interest: Interest,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
+        let mut fd = [PollFd {
+            fd: socket.as_raw_fd(),
+            events: match interest {
+                Interest::Read => POLLIN,
+                Interest::Write => POLLOUT,
+            },
+            revents: 0,
+        }];
+        // SAFETY: as in `wait`, with an array of one on our stack.
+        let ready = unsafe { poll(fd.as_mut_ptr(), 1, timeout_ms(timeout)) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(error),
+            };
+        }
+        Ok(fd[0].revents != 0)
+    }
+
     fn set(socket: &TcpStream, level: c_int, name: c_int, value: c_int) {
         // SAFETY: `value` lives on our stack for the call, and its length is passed exactly.
         let _ = unsafe {
@@ -445,6 +480,14 @@ mod sys {
             return Err(io::Error::last_os_error());
         }
         Ok(fds.iter().map(|fd| fd.revents != 0).collect())
+    }
+
+    pub(super) fn wait_for(
+        socket: &TcpStream,
+        interest: Interest,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
+        Ok(wait(&[(socket, interest)], timeout)?[0])
     }
 
     fn set(socket: &TcpStream, level: i32, name: i32, value: i32) {

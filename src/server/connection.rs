@@ -346,8 +346,8 @@ impl<'a> Connection<'a> {
                 (Some(timeout), Some(check)) => Some(timeout.min(check)),
                 (timeout, check) => timeout.or(check),
             };
-            match os::wait(&[(self.peer.socket(), Interest::Read)], timeout) {
-                Ok(ready) if ready.first() == Some(&true) => return Next::Read,
+            match os::wait_for(self.peer.socket(), Interest::Read, timeout) {
+                Ok(true) => return Next::Read,
                 Ok(_) => {} // a deadline, or time to look at `is_hung_up` again
                 Err(error) => return Next::Close(format!("disconnected ({error})")),
             }

@@ -257,7 +257,15 @@ fn write_now(outbox: &Mutex<Outbox>, socket: &TcpStream, line: Vec<u8>) -> Resul
         drop(guard);
         return write_waiting(outbox, socket);
     }
-    finish_turn(guard, socket, if written.full { Sent::SomeWait } else { Sent::All })
+    finish_turn(
+        guard,
+        socket,
+        if written.full {
+            Sent::SomeWait
+        } else {
+            Sent::All
+        },
+    )
 }
 
 /// Ends a writer's turn (the lock is held): clears `writing`, and hangs up if the client was

@@ -167,11 +167,7 @@ impl Peer {
 
     /// The reading side of the socket, for the connection thread.
     pub(super) fn reader(&self) -> LineReader<SharedSocket> {
-        let socket = SharedSocket {
-            socket: self.socket.clone(),
-            drained: false,
-        };
-        LineReader::new(socket, self.max_line)
+        LineReader::new(SharedSocket(self.socket.clone()), self.max_line)
     }
 
     /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped at
@@ -477,24 +473,11 @@ fn few_names(names: &BTreeSet<String>) -> String {
 
 /// A client's socket as the connection thread reads it: `&TcpStream` reads and writes too (the
 /// socket's state is in the kernel), so one descriptor behind an `Arc` serves everyone.
-///
-/// A read that returned less than asked for has most likely emptied the socket: the next read
-/// reports "nothing more for now" without asking the kernel, so that the connection thread goes
-/// straight to waiting (`os::wait`) instead of making a call that would only say the same. That
-/// is one system call less per line, on the path every upcall takes.
-pub(super) struct SharedSocket {
-    socket: Arc<TcpStream>,
-    drained: bool,
-}
+pub(super) struct SharedSocket(Arc<TcpStream>);
 
 impl Read for SharedSocket {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if std::mem::take(&mut self.drained) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let read = (&*self.socket).read(buffer)?;
-        self.drained = read > 0 && read < buffer.len();
-        Ok(read)
+        (&*self.0).read(buffer)
     }
 }
 
