@@ -197,3 +197,71 @@ fn the_indonesian_guide_has_the_same_samples() {
         );
     }
 }
+
+/// Exercise 5's answer key, as an instructor marks it: the broadcast's two upcalls at once, a
+/// `list` typed right after it answered at once (the console does not wait for the broadcast),
+/// and `client-1 returned: ok` only with the summary, after the silent client's 5 s timeout.
+#[test]
+fn exercise_5_answer_key_is_what_the_console_does() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+    for readme in READMES {
+        let (mut server, port) = Program::servercall(&[]);
+        let mut client = Program::clientcall(port, &[]);
+        server.wait_for("client-1 registered hostname");
+        // The `nc` of the exercise: registers on_event and never answers.
+        let mut nc = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        nc.write_all(b"REGISTER on_event\n").unwrap();
+        server.wait_for("client-2 registered on_event");
+        let printed_before = server.text().len();
+        let started = Instant::now();
+        server.type_line("broadcast quiz in 5 minutes");
+        server.type_line("list");
+        let listed = server.wait_for("client-2  127.0.0.1:");
+        let list_answered = started.elapsed();
+        let summary = "Broadcast: 1 of 2 client(s) returned (upcall timeout 5 s).";
+        server.wait_for(summary);
+        let summary_after = started.elapsed();
+        assert!(
+            list_answered < Duration::from_secs(3),
+            "list waited for the broadcast: {list_answered:?} ({listed})"
+        );
+        assert!(
+            summary_after >= Duration::from_millis(4500),
+            "the summary came before the timeout: {summary_after:?}"
+        );
+        let printed = server.text()[printed_before..].to_string();
+        let ok_at = printed
+            .find("client-1 returned: ok")
+            .expect("client-1's result");
+        let list_at = printed.find("client-2  127.0.0.1:").unwrap();
+        assert!(
+            list_at < ok_at,
+            "{readme}: `ok` before the list:\n{printed}"
+        );
+        // The key's lines, in its order, leaving out what `list` printed between them.
+        let key: Vec<&str> = printed
+            .lines()
+            .filter(|line| !line.starts_with("client-1  ") && !line.starts_with("client-2  "))
+            .collect();
+        let expected = sample(readme, "exercise-5");
+        assert_eq!(key, expected.lines().collect::<Vec<_>>(), "{readme}");
+        // And the nc side saw the upcall, which nobody answers.
+        let mut reader = BufReader::new(nc.try_clone().unwrap());
+        nc.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            lines.push(line.trim_end().to_string());
+        }
+        assert_eq!(
+            lines[2], "UPCALL 1 on_event Upcall event: server says quiz in 5 minutes",
+            "{lines:?}"
+        );
+        drop(nc);
+        drop(client.finish());
+        server.type_line("quit");
+        drop(server.finish());
+    }
+}
