@@ -265,3 +265,67 @@ fn exercise_5_answer_key_is_what_the_console_does() {
         drop(server.finish());
     }
 }
+
+/// Each guide names the other in its first lines, has a table of contents, and starts with the
+/// set-up: the first command block (getting the repository) comes within the first screen.
+#[test]
+fn each_guide_starts_with_the_other_a_contents_and_the_first_command() {
+    for (readme, other, contents) in [
+        ("README.md", "README.id.md", "## Contents"),
+        ("README.id.md", "README.md", "## Isi"),
+    ] {
+        let text = read(readme);
+        let head: Vec<&str> = text.lines().take(5).collect();
+        assert!(
+            head.iter()
+                .any(|line| line.contains(&format!("]({other})"))),
+            "{readme} does not link to {other} in its first lines"
+        );
+        assert!(text.contains(contents), "{readme} has no {contents}");
+        let first_block = text
+            .lines()
+            .position(|line| line == "```")
+            .expect("a command block");
+        assert!(
+            first_block < 50,
+            "{readme}: the first command is on line {first_block}"
+        );
+        assert_eq!(
+            text.lines().nth(first_block + 1),
+            Some("git clone <the repository's address> upcall")
+        );
+    }
+}
+
+/// Every link to a section of the same guide (`](#anchor)`) names a heading of that guide, in
+/// GitHub's way of making anchors: lower case, spaces to `-`, punctuation dropped.
+#[test]
+fn every_section_link_of_each_guide_leads_to_a_heading_of_that_guide() {
+    for readme in READMES {
+        let text = read(readme);
+        let anchors: Vec<String> = text
+            .lines()
+            .filter(|line| line.starts_with('#'))
+            .map(|line| {
+                line.trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for (at, _) in text.match_indices("](#") {
+            let rest = &text[at + 3..];
+            let anchor = &rest[..rest.find(')').unwrap()];
+            assert!(
+                anchors.iter().any(|a| a == anchor),
+                "{readme}: no heading for #{anchor}"
+            );
+        }
+    }
+}
