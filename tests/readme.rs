@@ -329,3 +329,54 @@ fn every_section_link_of_each_guide_leads_to_a_heading_of_that_guide() {
         }
     }
 }
+
+/// The Performance figures of both guides are those of the benchmark's page, their one source:
+/// the memory per idle client (servercall, N = 10000) and the `MSG → UPCALL` ratio (part 2).
+#[test]
+fn the_performance_figures_are_the_benchmark_pages() {
+    let bench = read("examples/bench/README.md");
+    let line = bench
+        .lines()
+        .find(|line| line.contains("servercall  N = 10000"))
+        .expect("the N = 10000 memory line");
+    let idle = line.split(" = ").nth(2).expect("= X KiB/client idle");
+    let idle: f64 = idle.split(' ').next().unwrap().parse().unwrap();
+    let memory = format!("{idle:.1}");
+    let upcall = bench
+        .lines()
+        .find(|line| line.starts_with("2  MSG → UPCALL") && line.contains("[1 CPU]"))
+        .expect("part 2's row on one CPU");
+    // The ratio is the first number after the two times (p50 and p99, each with its unit).
+    let mut units = 0;
+    let ratio = upcall
+        .split_whitespace()
+        .find(|token| {
+            if ["µs", "ms", "s"].contains(token) {
+                units += 1;
+            }
+            units == 2 && token.parse::<f64>().is_ok()
+        })
+        .unwrap_or_default();
+    assert!(
+        ratio.starts_with("1."),
+        "part 2's ratio: {ratio:?} in {upcall:?}"
+    );
+    for (readme, comma) in [("README.md", false), ("README.id.md", true)] {
+        let text = read(readme);
+        let local = |figure: &str| {
+            if comma {
+                figure.replace('.', ",")
+            } else {
+                figure.to_string()
+            }
+        };
+        assert!(
+            text.contains(&format!("{} KiB", local(&memory))),
+            "{readme} does not give {memory} KiB per idle client"
+        );
+        assert!(
+            text.contains(&format!("{}×", local(ratio))),
+            "{readme} does not give the upcall's {ratio}×"
+        );
+    }
+}
