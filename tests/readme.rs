@@ -207,7 +207,7 @@ fn exercise_5_answer_key_is_what_the_console_does() {
     use std::time::{Duration, Instant};
     for readme in READMES {
         let (mut server, port) = Program::servercall(&[]);
-        let mut client = Program::clientcall(port, &[]);
+        let client = Program::clientcall(port, &[]);
         server.wait_for("client-1 registered hostname");
         // The `nc` of the exercise: registers on_event and never answers.
         let mut nc = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
