@@ -46,17 +46,44 @@ fn uppercase(text: &str, _show: &dyn Fn(&str)) -> Result<String, String> {
 
 /// A function only the client can answer: the name of the machine it runs on.
 ///
-/// Std has no `gethostname`, so we read what Linux publishes in `/proc` (in a container, that is
-/// the container's host name), then `/etc/hostname`, then the `HOSTNAME` variable some shells set.
+/// Std has no `gethostname`, so each system is asked the way it publishes the name: Linux in
+/// `/proc` (in a container, that is the container's host name) and `/etc/hostname`; Windows in
+/// the `COMPUTERNAME` variable every Windows process gets; then the `HOSTNAME` variable some shells
+/// set; and last the `hostname` program, which Linux, macOS and Windows all have. Each source is
+/// tried only where that system has it: on Windows, `/proc/...` would mean `C:\proc\...`.
 fn hostname(_argument: &str, _show: &dyn Fn(&str)) -> Result<String, String> {
-    let from_files = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+    let linux_files = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
+        .filter(|_| cfg!(target_os = "linux"))
         .filter_map(|path| std::fs::read_to_string(path).ok());
-    from_files
-        .chain(std::env::var("HOSTNAME").ok())
+    let variables = ["COMPUTERNAME", "HOSTNAME"]
+        .iter()
+        .filter(|name| cfg!(windows) || **name != "COMPUTERNAME")
+        .filter_map(|name| std::env::var(name).ok());
+    linux_files
+        .chain(variables)
         .map(|name| name.trim().to_string())
-        .find(|name| !name.is_empty())
+        .find(|name| is_host_name(name))
+        .or_else(hostname_program)
         .ok_or_else(|| "cannot tell the host name on this system".to_string())
+}
+
+/// What the `hostname` program prints (macOS has no `/proc` and sets no variable; it is also the
+/// last resort elsewhere). Run with no arguments: with one, it would try to *set* the name.
+fn hostname_program() -> Option<String> {
+    let output = std::process::Command::new("hostname")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && is_host_name(&name)).then_some(name)
+}
+
+/// A name worth answering with: one line, not empty (an empty `/etc/hostname`, or one hidden as
+/// an empty file, means "not here").
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['\n', '\r'])
 }
 
 #[cfg(test)]
@@ -80,6 +107,13 @@ mod tests {
     #[test]
     fn hostname_names_this_machine() {
         let name = find("hostname").unwrap()("", &|_| {}).unwrap();
-        assert!(!name.is_empty() && !name.contains('\n'), "{name:?}");
+        assert!(is_host_name(&name), "{name:?}");
+        // The name the system's own `hostname` program prints, on every system. (Windows writes
+        // COMPUTERNAME in capitals and cuts it at 15 characters, the NetBIOS limit.)
+        let program = hostname_program().expect("the hostname program answers");
+        assert!(
+            program.to_uppercase().starts_with(&name.to_uppercase()),
+            "{name:?} vs {program:?}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::client::{with_default_port, ClientConfig};
+use crate::client::{end_of_input_key, in_words, with_default_port, ClientConfig, Place};
 use crate::protocol::DEFAULT_MAX_LINE;
 use crate::server::ServerConfig;
 
@@ -51,8 +51,9 @@ Stdin is the operator's console: type `help` there once the server runs.",
 /// Where `servercall` listens, and `clientcall` connects, unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
 
-/// `clientcall --help`, with the defaults the code uses.
+/// `clientcall --help`, with the defaults the code uses and the end-of-input key of this system.
 pub fn clientcall_help() -> String {
+    let end_key = end_of_input_key();
     format!(
         "\
 clientcall: the upcall/1 client. It registers on_event, uppercase and hostname, sends what you
@@ -67,7 +68,7 @@ Options:
   --max-line BYTES  longest line accepted and sent, newline included (default {DEFAULT_MAX_LINE})
   --help            this text
 
-Type a message and press Enter; `bye` (or Ctrl-D) ends the session."
+Type a message and press Enter; `bye` (or {end_key}) ends the session."
     )
 }
 
@@ -159,24 +160,56 @@ pub fn listen(address: &str) -> Result<TcpListener, String> {
     let Some(first) = resolved.first() else {
         return Err(format!("`{address}` has no address to listen on."));
     };
+    let other_port = format!("--listen {}:{}", first.ip(), first.port().wrapping_add(1));
     TcpListener::bind(first).map_err(|error| match error.kind() {
         io::ErrorKind::AddrInUse => format!(
-            "cannot listen on {first}: the address is already in use. Another servercall (or \
-             another program) has that port: stop it, or pick another port with \
-             --listen {}:{}.",
-            first.ip(),
-            first.port().wrapping_add(1)
+            "cannot listen on {first}: the address is already in use. {} Or pick another port \
+             with {other_port}.",
+            who_has_the_port(first.port(), Place::here())
         ),
         io::ErrorKind::AddrNotAvailable => format!(
             "cannot listen on {first}: this machine has no such address. Use 127.0.0.1 or \
              0.0.0.0."
         ),
+        // Windows refuses a port it has reserved (Hyper-V, WSL and Docker Desktop reserve
+        // ranges that can move at each boot) with "access denied"; it has no root-only ports.
+        io::ErrorKind::PermissionDenied if Place::here() == Place::Windows => format!(
+            "cannot listen on {first}: permission denied. Windows has reserved this port for \
+             something else: `netsh interface ipv4 show excludedportrange protocol=tcp` lists \
+             the reserved ranges. Pick a port outside them with {other_port}."
+        ),
         io::ErrorKind::PermissionDenied => format!(
             "cannot listen on {first}: permission denied (ports below 1024 need root). Use \
              a port such as 4141."
         ),
-        _ => format!("cannot listen on {first}: {error}."),
+        _ => format!("cannot listen on {first}: {}.", in_words(&error)),
     })
+}
+
+/// Who may have a port, and how to stop it, in the commands of the place the student is in.
+fn who_has_the_port(port: u16, place: Place) -> String {
+    let show = match place {
+        // In the Docker lab, that is nearly always a servercall started earlier with `docker
+        // compose exec`: Ctrl-C ends the exec, not the servercall it started.
+        Place::LabContainer => {
+            return "In this container an earlier servercall is probably still running (Ctrl-C \
+                    on `docker compose exec` leaves it running). Use that one, or stop it from \
+                    your machine's terminal with `docker compose -f compose/upcall.yml exec \
+                    upcall-server pkill -x servercall`."
+                .to_string()
+        }
+        Place::Windows => {
+            format!("`netstat -ano | findstr :{port}` shows the PID of the program that has it")
+        }
+        Place::Linux => format!("`ss -ltnp 'sport = :{port}'` shows which program has it"),
+        Place::OtherUnix => {
+            format!("`lsof -nP -iTCP:{port} -sTCP:LISTEN` shows which program has it")
+        }
+    };
+    format!(
+        "Another servercall (or another program) has that port: stop it (Ctrl-C or `quit` in its \
+         terminal; {show})."
+    )
 }
 
 fn wrong<T>(sentence: String) -> Result<T, Usage> {
@@ -313,6 +346,29 @@ mod tests {
                 .unwrap()
                 .reader_thread
         );
+    }
+
+    #[test]
+    fn the_advice_for_a_busy_port_names_the_commands_of_each_system() {
+        let cases = [
+            (Place::Linux, "`ss -ltnp 'sport = :4141'`"),
+            (Place::Windows, "`netstat -ano | findstr :4141`"),
+            (Place::OtherUnix, "`lsof -nP -iTCP:4141 -sTCP:LISTEN`"),
+            (
+                Place::LabContainer,
+                "exec upcall-server pkill -x servercall`",
+            ),
+        ];
+        for (place, command) in cases {
+            let advice = who_has_the_port(4141, place);
+            assert!(advice.contains(command), "{place:?}: {advice}");
+            for (other, other_command) in cases {
+                assert!(
+                    other == place || !advice.contains(other_command),
+                    "{advice}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ Console commands:
   list                              clients, their addresses and callbacks
   call <client-id> <callback> [arg] upcall one client's callback and wait for its result
   broadcast <text>                  upcall on_event on every client that registered it
+  kick <client-id>|<address>        drop a client, or every client from an address (which is
+                                    then refused for 10 min)
   help                              this text
   quit                              say BYE to every client and stop the server";
 
@@ -107,7 +109,7 @@ pub fn run(
                     }
                     let (output, free_slots) = (&output, &free_slots);
                     let is_call = command == "call";
-                    waiting.spawn(move || {
+                    let started = thread::Builder::new().spawn_scoped(waiting, move || {
                         let answer = if is_call {
                             call(server, &rest)
                         } else {
@@ -116,7 +118,22 @@ pub fn run(
                         print_answer(output, answer);
                         let _ = lock(free_slots).recv();
                     });
+                    if let Err(error) = started {
+                        // Out of threads (a container's pids limit): this command cannot run,
+                        // the server and the console go on.
+                        let _ = lock(free_slots).recv();
+                        print_answer(
+                            output,
+                            format!("Could not run `{command}`: cannot start a thread ({error})."),
+                        );
+                    }
                 }
+                "kick" => print_answer(
+                    &output,
+                    match server.kick(&rest) {
+                        Ok(answer) | Err(answer) => answer,
+                    },
+                ),
                 "quit" => {
                     let count = server.client_count();
                     print_answer(

@@ -22,6 +22,14 @@ use crate::protocol::{self, Message, ProtocolError};
 /// each has one, and it is allocated for as long as the connection lives.
 pub const READ_BUFFER_SIZE: usize = 1024;
 
+/// One line read by [`LineReader::read_line_or_empty`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Message(Message),
+    /// `\n` or `\r\n` alone: allowed, and meaningless.
+    Empty,
+}
+
 /// Reads `upcall/1` lines from a byte stream, at most `max_line` bytes each (newline included).
 pub struct LineReader<R> {
     input: BufReader<R>,
@@ -62,13 +70,25 @@ impl<R: Read> LineReader<R> {
     /// the caller answers `ERR` and reads on. `Err(Error::Io(..))` means the connection is gone.
     pub fn read_message(&mut self) -> Result<Option<Message>, Error> {
         loop {
-            let Some(line) = self.read_line()? else {
-                return Ok(None);
-            };
-            if !line.is_empty() {
-                return Ok(Some(protocol::parse(line)?));
+            match self.read_line_or_empty()? {
+                None => return Ok(None),
+                Some(Line::Message(message)) => return Ok(Some(message)),
+                Some(Line::Empty) => {}
             }
         }
+    }
+
+    /// Like [`LineReader::read_message`], but an empty line comes back as [`Line::Empty`]
+    /// instead of being skipped: the server counts empty lines against a client's rate, since a
+    /// flood of them costs it as much as a flood of messages.
+    pub fn read_line_or_empty(&mut self) -> Result<Option<Line>, Error> {
+        let Some(line) = self.read_line()? else {
+            return Ok(None);
+        };
+        if line.is_empty() {
+            return Ok(Some(Line::Empty));
+        }
+        Ok(Some(Line::Message(protocol::parse(line)?)))
     }
 
     /// The next line without its `\n` (and without a `\r` right before it).

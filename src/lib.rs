@@ -33,8 +33,12 @@
 //! - [`callbacks`]: the functions a client offers, in one table.
 //! - [`client`]: the client's two threads: the keyboard, and the socket's upcalls.
 //! - [`cli`]: the command lines of `servercall` and `clientcall` (`src/bin/`), which stay thin.
+//! - [`check`]: `checkcall`, the conformance checker: the numbered rules of `upcall/1`
+//!   (`src/upcall-1.md`) played against any client or server, a student's own included.
 //! - [`log`]: printing that survives a closed stdout, and the server's log, which never makes a
 //!   client wait for a slow terminal.
+//! - [`os`]: what std does not offer (waiting for several sockets, TCP keepalive, the machine's
+//!   limits), asked of the operating system directly: the crate's only `unsafe` code.
 //!
 //! Everything uses the standard library only: blocking sockets, threads, channels and locks. No
 //! async runtime, so that each step of an upcall is a line of code you can point at.
@@ -56,7 +60,11 @@ pub mod client;
 
 pub mod cli;
 
+pub mod check;
+
 pub mod log;
+
+pub mod os;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

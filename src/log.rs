@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
@@ -54,6 +54,11 @@ enum Entry {
     Flush(SyncSender<()>),
 }
 
+/// How long the console's own lines wait for a paused terminal before they are dropped (and
+/// counted) too: long enough for any terminal that is merely slow, short enough that `quit`
+/// still ends the program when nobody reads its output at all.
+pub const CONSOLE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The server's log: a bounded queue to one printing thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Log {
@@ -61,6 +66,19 @@ pub struct Log {
     queue: Option<SyncSender<Entry>>,
     /// Lines that found the queue full since the printing thread last said so.
     dropped: Arc<AtomicU64>,
+    /// Lines the printing thread could not write (a full disk, a closed pipe), and not yet
+    /// reported.
+    unwritten: Arc<Unwritten>,
+    /// A console line waited its whole patience for room: the terminal is stuck.
+    stuck: Arc<AtomicBool>,
+}
+
+/// Lines that could not be written, and the last error that said why.
+#[derive(Default)]
+struct Unwritten {
+    count: AtomicU64,
+    /// Lock: guards the last write error's text. Held to copy or replace it.
+    error: std::sync::Mutex<String>,
 }
 
 impl Log {
@@ -74,14 +92,17 @@ impl Log {
     pub fn to<W: Write>(open: impl FnOnce() -> W + Send + 'static) -> Log {
         let (queue, entries) = mpsc::sync_channel(LOG_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
+        let unwritten = Arc::new(Unwritten::default());
         let printer = {
-            let dropped = dropped.clone();
-            move || print_entries(open(), &entries, &dropped)
+            let (dropped, unwritten) = (dropped.clone(), unwritten.clone());
+            move || print_entries(open(), &entries, &dropped, &unwritten)
         };
         match thread::Builder::new().name("log".into()).spawn(printer) {
             Ok(_) => Log {
                 queue: Some(queue),
                 dropped,
+                unwritten,
+                stuck: Arc::default(),
             },
             // No thread, no log: the server still serves.
             Err(_) => Log::off(),
@@ -93,6 +114,8 @@ impl Log {
         Log {
             queue: None,
             dropped: Arc::new(AtomicU64::new(0)),
+            unwritten: Arc::new(Unwritten::default()),
+            stuck: Arc::default(),
         }
     }
 
@@ -109,46 +132,117 @@ impl Log {
         }
     }
 
-    /// Queues one line of the operator's console, waiting for room: only the console's own thread
-    /// waits for a slow terminal, never a client's.
+    /// Queues one line of the operator's console, waiting for room up to [`CONSOLE_PATIENCE`]:
+    /// only the console's own thread waits for a slow terminal, never a client's, and not for
+    /// ever (a terminal nobody reads must not keep `quit` from ending the program).
     pub fn print(&self, line: String) {
-        if let Some(queue) = &self.queue {
-            let _ = queue.send(Entry::Line(line));
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        // Once one console line has waited its full patience, the terminal is stuck, not slow:
+        // later lines are dropped (and counted) at once, until the queue takes one again.
+        let patience = if self.stuck.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            CONSOLE_PATIENCE
+        };
+        let deadline = std::time::Instant::now() + patience;
+        let mut entry = Entry::Line(line);
+        loop {
+            match queue.try_send(entry) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {
+                    self.stuck.store(false, Ordering::Relaxed);
+                    return;
+                }
+                Err(TrySendError::Full(back)) => entry = back,
+            }
+            if std::time::Instant::now() >= deadline {
+                self.stuck.store(true, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Lines that could not be written since the last report, and why: for the program to say on
+    /// stderr at its end, when stdout itself is what failed.
+    pub fn unwritten(&self) -> Option<(u64, String)> {
+        let count = self.unwritten.count.swap(0, Ordering::Relaxed);
+        (count > 0).then(|| (count, crate::lock(&self.unwritten.error).clone()))
     }
 
     /// Waits (up to `limit`) until every line queued so far is printed: the last lines before the
     /// program exits.
     pub fn flush(&self, limit: Duration) {
-        if let Some(queue) = &self.queue {
-            let (done, printed) = mpsc::sync_channel(1);
-            if queue.send(Entry::Flush(done)).is_ok() {
-                let _ = printed.recv_timeout(limit);
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + limit;
+        let (done, printed) = mpsc::sync_channel(1);
+        let mut entry = Entry::Flush(done);
+        // Even the request waits for room no longer than `limit`: the terminal may be stuck.
+        loop {
+            match queue.try_send(entry) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => entry = back,
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = printed.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+/// The printing thread: the only code that waits for the terminal.
+fn print_entries(
+    mut out: impl Write,
+    entries: &Receiver<Entry>,
+    dropped: &AtomicU64,
+    unwritten: &Unwritten,
+) {
+    for entry in entries {
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let note = format!(
+                "[log] {} lines dropped: the terminal is not keeping up",
+                thousands(lost)
+            );
+            write_line(&mut out, &note, unwritten);
+        }
+        match entry {
+            Entry::Line(line) => write_line(&mut out, &line, unwritten),
+            Entry::Flush(done) => {
+                let _ = done.try_send(());
             }
         }
     }
 }
 
-/// The printing thread: the only code that waits for the terminal.
-fn print_entries(mut out: impl Write, entries: &Receiver<Entry>, dropped: &AtomicU64) {
-    for entry in entries {
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let _ = writeln!(
-                out,
-                "[log] {} lines dropped: the terminal is not keeping up",
-                thousands(lost)
-            );
-        }
-        match entry {
-            Entry::Line(line) => {
-                let _ = writeln!(out, "{line}");
-            }
-            Entry::Flush(done) => {
-                let _ = done.try_send(());
+/// Writes one line; a line that cannot be written (a full disk, a closed pipe) is counted, and
+/// the count is said as soon as a line can be written again.
+fn write_line(out: &mut impl Write, line: &str, unwritten: &Unwritten) {
+    let written = writeln!(out, "{line}").and_then(|()| out.flush());
+    match written {
+        Ok(()) => {
+            let lost = unwritten.count.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                let error = crate::lock(&unwritten.error).clone();
+                let _ = writeln!(
+                    out,
+                    "[log] {} lines could not be written ({error})",
+                    thousands(lost)
+                );
+                let _ = out.flush();
             }
         }
-        let _ = out.flush();
+        Err(error) => {
+            unwritten.count.fetch_add(1, Ordering::Relaxed);
+            *crate::lock(&unwritten.error) = error.to_string();
+        }
     }
 }
 

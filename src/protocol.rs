@@ -8,32 +8,25 @@
 //!
 //! # Grammar
 //!
+//! The grammar is ABNF (RFC 5234), and each rule stands above the function that checks it, as in
+//! `httparse`: read this module top to bottom and you read the whole grammar once. In short:
+//!
 //! ```text
-//! line      = verb [ SP rest ] LF          ; a CR right before LF is dropped (nc -C, telnet)
-//!                                          ; an empty line is ignored
-//! verb      = 1*ALPHA                      ; matched case-insensitively, always sent upper case
+//! line    = verb [ SP rest ] LF               ; see parse(): the verbs and their fields
 //!
-//! ; server -> client
-//! WELCOME    client-id SP "upcall/1"       ; first line on every connection
-//! REGISTERED callback                      ; acknowledges REGISTER
-//! UPCALL     id SP callback [ SP text ]    ; "please run callback(text) and answer"
-//! ERR        [ text ]                      ; the last line was rejected; the connection stays
-//! BYE                                      ; answer to BYE, or "I am closing"
+//! ; server -> client                          ; client -> server
+//! WELCOME    client-id SP "upcall/1"          REGISTER   callback
+//! REGISTERED callback                         MSG        [ text ]
+//! UPCALL     id SP callback [ SP text ]       RETURN     id [ SP text ]
+//! ERR        [ text ]                         FAIL       id [ SP text ]
+//! BYE                                         BYE
 //!
-//! ; client -> server
-//! REGISTER   callback                      ; "you may call me back on this function"
-//! MSG        [ text ]                      ; a message for the server (and the other clients)
-//! RETURN     id [ SP text ]                ; the result of upcall id
-//! FAIL       id [ SP text ]                ; upcall id failed, and why
-//! BYE                                      ; polite close
-//!
-//! client-id = 1*( %x21-7E )                ; e.g. client-1 (no spaces)
-//! callback  = %x61-7A *31( %x61-7A / DIGIT / "_" )   ; [a-z][a-z0-9_]*, at most 32 characters
-//! id        = 1*20DIGIT                    ; decimal, chosen by the server, from 1 on each connection
-//! text      = *( any UTF-8 character except control characters (TAB is allowed) and the
-//!                invisible format characters that reorder or hide text: bidi controls
-//!                U+061C U+200E U+200F U+202A-202E U+2066-2069, line and paragraph separators
-//!                U+2028 U+2029, zero-width U+180E U+200B-200D U+2060-2064 U+FEFF, soft hyphen U+00AD )
+//! client-id = 1*( %x21-7E )                   ; check_token()
+//! callback  = %x61-7A *31( %x61-7A / DIGIT / "_" )   ; check_callback_name()
+//! id        = 1*20DIGIT                       ; upcall_id()
+//! text      = *( visible / TAB / SP / joined ); check_text(): no control characters, no
+//!                                             ; invisible characters that reorder or hide text,
+//!                                             ; emoji sequences (ZWJ, flags) welcome
 //! ```
 //!
 //! The last field of every line is free text: it runs to the end of the line and may contain spaces,
@@ -49,6 +42,9 @@
 //! Why are control characters refused? A NUL, an escape sequence or a stray CR in the middle of a
 //! line would garble the server's log, a student's terminal and the Wireshark view, and a LF would
 //! split one message into two. Refusing them on both sides, in one place, keeps every line printable.
+//! The capture decoder (`tests/capture`) calls this parser, and the Wireshark dissector
+//! (`pcaps/upcall.lua`) follows it rule for rule; `tests/tshark.rs` checks that they agree on
+//! `tests/data/odd-lines.txt`, a corpus of odd lines.
 
 use std::fmt;
 
@@ -125,65 +121,137 @@ pub enum Message {
 
 /// Why a line is not valid `upcall/1`.
 ///
-/// A small `Copy` enum with fixed messages, in the style of `httparse`: cheap to return, easy to
-/// match on in tests, and the text after `ERR` on the wire is exactly [`ProtocolError::as_str`].
-/// The texts fit both directions (the same parser reads the server's lines in the client); where
-/// the direction matters, the receiver adds it: for an unknown verb, the server's `ERR` names the
-/// verbs it expected ([`CLIENT_VERBS`]), the client's note those of a server ([`SERVER_VERBS`]).
+/// A small `Copy` enum in the style of `httparse`: cheap to return, easy to match on in tests. It
+/// carries just enough to say what was wrong (which character and where, which field after which
+/// verb), and its [`Display`](fmt::Display) text is what follows `ERR ` on the wire. The texts fit
+/// both directions (the same parser reads the server's lines in the client); where the direction
+/// matters, the receiver adds it: for an unknown verb, the server's `ERR` names the verbs it
+/// expected ([`CLIENT_VERBS`]), the client's note those of a server ([`SERVER_VERBS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
     /// The line (with its newline) is longer than the receiver's limit.
     LineTooLong,
     /// The bytes of the line are not valid UTF-8.
     InvalidUtf8,
-    /// The line contains a control character (NUL, ESC, a CR in the middle, ...).
-    ControlCharacter,
-    /// The line contains an invisible character that reorders or hides text (a bidi override, a
-    /// line separator, a zero-width space, ...).
-    FormatCharacter,
+    /// A control character (NUL, ESC, a CR in the middle, ...) at byte `at` of the line (from 1).
+    ControlCharacter { character: char, at: usize },
+    /// An invisible character that reorders or hides text (a bidi override, a line separator, a
+    /// zero-width space, a joiner outside an emoji sequence, ...) at byte `at` of the line.
+    FormatCharacter { character: char, at: usize },
     /// The first word is not a verb of `upcall/1` (in either direction).
     UnknownVerb,
-    /// The verb needs a field that is not there (`REGISTER` without a name, ...).
-    MissingField,
-    /// The verb takes no field but one was given (`BYE now`), or a field has a space in it.
-    UnexpectedField,
+    /// `verb` needs `field` and the line ends before it (`REGISTER` without a name, ...).
+    MissingField {
+        verb: &'static str,
+        field: &'static str,
+    },
+    /// Two spaces in a row where one separates two fields (`RETURN  1 ok`): the field after
+    /// `after` is empty.
+    EmptyField { after: &'static str },
+    /// More than `verb` takes (`BYE now`, a callback name with a space in it); `takes` says what
+    /// it does take.
+    UnexpectedField {
+        verb: &'static str,
+        takes: &'static str,
+    },
     /// A callback name that is not `[a-z][a-z0-9_]*` of at most 32 characters.
     BadCallbackName,
     /// An upcall id that is not a decimal number of at most 20 digits that fits in 64 bits.
-    BadUpcallId,
+    BadUpcallId { why: &'static str },
     /// A `WELCOME` for a protocol other than `upcall/1`.
     UnsupportedVersion,
 }
 
-impl ProtocolError {
-    /// The fixed, human-readable reason. It is what follows `ERR ` on the wire.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ProtocolError::LineTooLong => "line too long",
-            ProtocolError::InvalidUtf8 => "line is not valid UTF-8",
-            ProtocolError::ControlCharacter => "control character in line",
-            ProtocolError::FormatCharacter => {
-                "invisible format character in line (bidi control, separator or zero-width)"
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ProtocolError::LineTooLong => f.write_str("line too long"),
+            ProtocolError::InvalidUtf8 => f.write_str("line is not valid UTF-8"),
+            ProtocolError::ControlCharacter { character, at } => {
+                write!(f, "control character {} at byte {at}", named(character))
             }
-            ProtocolError::UnknownVerb => "unknown verb",
-            ProtocolError::MissingField => "missing field",
-            ProtocolError::UnexpectedField => "unexpected field",
+            ProtocolError::FormatCharacter { character, at } => write!(
+                f,
+                "invisible format character {} at byte {at} ({})",
+                named(character),
+                why_refused(character)
+            ),
+            ProtocolError::UnknownVerb => f.write_str("unknown verb"),
+            ProtocolError::MissingField { verb, field } => {
+                write!(f, "missing field: {verb} needs {field}")
+            }
+            ProtocolError::EmptyField { after } => write!(
+                f,
+                "empty field: two spaces after {after} (fields are separated by one space)"
+            ),
+            ProtocolError::UnexpectedField { verb, takes } => {
+                write!(f, "unexpected field: {verb} takes {takes}")
+            }
             ProtocolError::BadCallbackName => {
-                "bad callback name (use [a-z][a-z0-9_]*, at most 32 characters)"
+                f.write_str("bad callback name (use [a-z][a-z0-9_]*, at most 32 characters)")
             }
-            ProtocolError::BadUpcallId => "bad upcall id (expected a decimal number)",
-            ProtocolError::UnsupportedVersion => "unsupported protocol version",
+            ProtocolError::BadUpcallId { why } => write!(f, "bad upcall id: {why}"),
+            ProtocolError::UnsupportedVersion => f.write_str("unsupported protocol version"),
         }
     }
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+impl std::error::Error for ProtocolError {}
+
+/// `U+001B (escape)`: a character by its code point, and its name when a student may not know it
+/// by its number. (The dissector has the same table.)
+fn named(c: char) -> String {
+    let name = match c {
+        '\0' => "NUL",
+        '\u{7}' => "bell",
+        '\u{8}' => "backspace",
+        '\n' => "line feed",
+        '\u{b}' => "vertical tab",
+        '\u{c}' => "form feed",
+        '\r' => "carriage return",
+        '\u{1b}' => "escape",
+        '\u{7f}' => "delete",
+        '\u{ad}' => "soft hyphen",
+        '\u{61c}' => "Arabic letter mark",
+        '\u{180e}' => "Mongolian vowel separator",
+        '\u{200b}' => "zero width space",
+        '\u{200c}' => "zero width non-joiner",
+        '\u{200d}' => "zero width joiner",
+        '\u{200e}' => "left-to-right mark",
+        '\u{200f}' => "right-to-left mark",
+        '\u{2028}' => "line separator",
+        '\u{2029}' => "paragraph separator",
+        '\u{202a}' => "left-to-right embedding",
+        '\u{202b}' => "right-to-left embedding",
+        '\u{202c}' => "pop directional formatting",
+        '\u{202d}' => "left-to-right override",
+        '\u{202e}' => "right-to-left override",
+        '\u{2060}' => "word joiner",
+        '\u{2066}' => "left-to-right isolate",
+        '\u{2067}' => "right-to-left isolate",
+        '\u{2068}' => "first strong isolate",
+        '\u{2069}' => "pop directional isolate",
+        '\u{feff}' => "zero width no-break space",
+        '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => "variation selector",
+        '\u{e0000}'..='\u{e007f}' => "tag",
+        _ => return format!("U+{:04X}", u32::from(c)),
+    };
+    format!("U+{:04X} ({name})", u32::from(c))
 }
 
-impl std::error::Error for ProtocolError {}
+/// Why an invisible character was refused, in the words of the rule it broke.
+fn why_refused(c: char) -> &'static str {
+    match c {
+        ZWJ => "a zero width joiner is allowed only between two emoji",
+        '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => {
+            "a variation selector is allowed only right after a visible character"
+        }
+        '\u{e0020}'..='\u{e007f}' => {
+            "tag characters are allowed only in a flag: U+1F3F4, tags, U+E007F"
+        }
+        _ => "it reorders or hides text",
+    }
+}
 
 impl Message {
     /// The verb of this message as it is sent on the wire.
@@ -207,16 +275,34 @@ impl Message {
     /// a control character instead of putting a line on the wire that the other side would reject
     /// (or, worse, a `\n` that would split one message into two). So for every message `m` that
     /// encodes, `parse(encode(m)) == m`; the tests check that round trip.
+    ///
+    /// ```
+    /// use upcall::protocol::{parse, Message, ProtocolError};
+    ///
+    /// let call = Message::Upcall { id: 1, callback: "uppercase".into(), argument: "haii".into() };
+    /// assert_eq!(call.encode().as_deref(), Ok("UPCALL 1 uppercase haii\n"));
+    /// assert_eq!(parse("UPCALL 1 uppercase haii"), Ok(call));
+    ///
+    /// // An empty text is not sent at all: no trailing space.
+    /// let hostname = Message::Upcall { id: 2, callback: "hostname".into(), argument: "".into() };
+    /// assert_eq!(hostname.encode().as_deref(), Ok("UPCALL 2 hostname\n"));
+    ///
+    /// // A newline in a text would split one message into two: refused before it is sent.
+    /// let two = Message::Msg { text: "one\nMSG two".into() };
+    /// let error = two.encode().unwrap_err();
+    /// assert_eq!(error, ProtocolError::ControlCharacter { character: '\n', at: 8 });
+    /// assert_eq!(error.to_string(), "control character U+000A (line feed) at byte 8");
+    /// ```
     pub fn encode(&self) -> Result<String, ProtocolError> {
         let verb = self.verb();
-        match self {
+        let line = match self {
             Message::Welcome { client_id } => {
                 check_token(client_id)?;
-                Ok(format!("{verb} {client_id} {PROTOCOL_VERSION}\n"))
+                format!("{verb} {client_id} {PROTOCOL_VERSION}")
             }
             Message::Registered { callback } | Message::Register { callback } => {
                 check_callback_name(callback)?;
-                Ok(format!("{verb} {callback}\n"))
+                format!("{verb} {callback}")
             }
             Message::Upcall {
                 id,
@@ -224,7 +310,7 @@ impl Message {
                 argument,
             } => {
                 check_callback_name(callback)?;
-                Ok(with_text(format!("{verb} {id} {callback}"), argument)?)
+                with_text(format!("{verb} {id} {callback}"), argument)
             }
             Message::Err { reason: text } | Message::Msg { text } => {
                 with_text(verb.to_string(), text)
@@ -232,26 +318,72 @@ impl Message {
             Message::Return { id, value: text } | Message::Fail { id, reason: text } => {
                 with_text(format!("{verb} {id}"), text)
             }
-            Message::Bye => Ok(format!("{verb}\n")),
-        }
+            Message::Bye => verb.to_string(),
+        };
+        // The whole line, so that an error gives the character's place in the line, as parse does.
+        check_text(&line)?;
+        Ok(line + "\n")
     }
 }
 
-/// Appends the free-text last field (if any) and the newline.
-fn with_text(mut line: String, text: &str) -> Result<String, ProtocolError> {
-    check_text(text)?;
+/// Appends the free-text last field, if any.
+fn with_text(mut line: String, text: &str) -> String {
     if !text.is_empty() {
         line.push(' ');
         line.push_str(text);
     }
-    line.push('\n');
-    Ok(line)
+    line
 }
 
 /// Parses one line, without its `\n` (and without a `\r` before it: the framing layer drops both).
 ///
-/// The caller has already skipped empty lines. Every error is a [`ProtocolError`] whose message
-/// can go straight back to the sender after `ERR`.
+/// ```text
+/// line      = verb [ SP rest ] LF        ; a CR right before LF is dropped (nc -C, telnet);
+///                                        ; an empty line is ignored (the caller skips it)
+/// verb      = 1*ALPHA                    ; matched case-insensitively, always sent upper case
+/// rest      = the fields of the verb:
+///
+/// ; server -> client
+/// WELCOME    client-id SP "upcall/1"     ; first line on every connection
+/// REGISTERED callback                    ; acknowledges REGISTER
+/// UPCALL     id SP callback [ SP text ]  ; "please run callback(text) and answer"
+/// ERR        [ text ]                    ; the last line was rejected; the connection stays
+/// BYE                                    ; answer to BYE, or "I am closing"
+///
+/// ; client -> server
+/// REGISTER   callback                    ; "you may call me back on this function"
+/// MSG        [ text ]                    ; a message for the server (and the other clients)
+/// RETURN     id [ SP text ]              ; the result of upcall id
+/// FAIL       id [ SP text ]              ; upcall id failed, and why
+/// BYE                                    ; polite close ("BYE " with a space is BYE too)
+/// ```
+///
+/// The whole line is [`check_text`]ed first, so no field can hide a control character. Every
+/// error is a [`ProtocolError`] whose text can go straight back to the sender after `ERR`.
+///
+/// ```
+/// use upcall::protocol::{parse, Message, ProtocolError};
+///
+/// assert_eq!(parse("RETURN 1 ok"), Ok(Message::Return { id: 1, value: "ok".into() }));
+/// assert_eq!(parse("msg selamat pagi"), Ok(Message::Msg { text: "selamat pagi".into() }));
+/// assert_eq!(parse("BYE"), Ok(Message::Bye));
+///
+/// // Errors say what was wrong, and where.
+/// let error = parse("RETURN  1 ok").unwrap_err();
+/// assert_eq!(error, ProtocolError::EmptyField { after: "RETURN" });
+/// assert_eq!(
+///     error.to_string(),
+///     "empty field: two spaces after RETURN (fields are separated by one space)"
+/// );
+/// let error = parse("REGISTER").unwrap_err();
+/// assert_eq!(error.to_string(), "missing field: REGISTER needs a callback name");
+/// let error = parse("MSG gnp.exe\u{202E}").unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "invisible format character U+202E (right-to-left override) at byte 12 \
+///      (it reorders or hides text)"
+/// );
+/// ```
 pub fn parse(line: &str) -> Result<Message, ProtocolError> {
     check_text(line)?;
     // `VERB` or `VERB<space>REST`: the first space ends the verb, everything after it is the rest.
@@ -262,8 +394,14 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
     let verb = verb.to_ascii_uppercase();
     match verb.as_str() {
         "WELCOME" => {
-            let (client_id, version) = rest.split_once(' ').ok_or(ProtocolError::MissingField)?;
-            check_token(client_id)?;
+            let missing = ProtocolError::MissingField {
+                verb: "WELCOME",
+                field: "a client id and the protocol version",
+            };
+            let (client_id, version) = rest.split_once(' ').ok_or(missing)?;
+            if client_id.is_empty() {
+                return Err(ProtocolError::EmptyField { after: "WELCOME" });
+            }
             if version != PROTOCOL_VERSION {
                 return Err(ProtocolError::UnsupportedVersion);
             }
@@ -272,18 +410,31 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
             })
         }
         "REGISTERED" => Ok(Message::Registered {
-            callback: callback_name(rest)?,
+            callback: callback_name("REGISTERED", rest)?,
         }),
         "REGISTER" => Ok(Message::Register {
-            callback: callback_name(rest)?,
+            callback: callback_name("REGISTER", rest)?,
         }),
         "UPCALL" => {
-            let (id, rest) = upcall_id(rest)?;
+            let (id, rest) = upcall_id("UPCALL", rest)?;
             // The argument is optional: `UPCALL 2 hostname` calls hostname().
             let (callback, argument) = rest.split_once(' ').unwrap_or((rest, ""));
+            if callback.is_empty() {
+                return Err(if rest.is_empty() {
+                    ProtocolError::MissingField {
+                        verb: "UPCALL",
+                        field: "a callback name after the id",
+                    }
+                } else {
+                    ProtocolError::EmptyField {
+                        after: "the upcall id",
+                    }
+                });
+            }
+            check_callback_name(callback)?;
             Ok(Message::Upcall {
                 id,
-                callback: callback_name(callback)?,
+                callback: callback.to_string(),
                 argument: argument.to_string(),
             })
         }
@@ -294,14 +445,14 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
             text: rest.to_string(),
         }),
         "RETURN" => {
-            let (id, value) = upcall_id(rest)?;
+            let (id, value) = upcall_id("RETURN", rest)?;
             Ok(Message::Return {
                 id,
                 value: value.to_string(),
             })
         }
         "FAIL" => {
-            let (id, reason) = upcall_id(rest)?;
+            let (id, reason) = upcall_id("FAIL", rest)?;
             Ok(Message::Fail {
                 id,
                 reason: reason.to_string(),
@@ -309,39 +460,74 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
         }
         // `BYE ` (a trailing space from a hand-typed line) is still a plain BYE.
         "BYE" if rest.is_empty() => Ok(Message::Bye),
-        "BYE" => Err(ProtocolError::UnexpectedField),
+        "BYE" => Err(ProtocolError::UnexpectedField {
+            verb: "BYE",
+            takes: "no field",
+        }),
         _ => Err(ProtocolError::UnknownVerb),
     }
 }
 
-/// Splits `id [SP rest]` and parses the id.
-fn upcall_id(fields: &str) -> Result<(u64, &str), ProtocolError> {
+/// Splits `id [SP rest]` after `verb` and parses the id.
+///
+/// ```text
+/// id = 1*20DIGIT       ; decimal, at most 20 digits (leading zeros count), at most 2^64 - 1;
+///                      ; chosen by the server, from 1 on each connection
+/// ```
+fn upcall_id<'a>(verb: &'static str, fields: &'a str) -> Result<(u64, &'a str), ProtocolError> {
     let (id, rest) = fields.split_once(' ').unwrap_or((fields, ""));
     if id.is_empty() {
-        return Err(ProtocolError::MissingField);
+        return Err(if fields.is_empty() {
+            ProtocolError::MissingField {
+                verb,
+                field: "an upcall id",
+            }
+        } else {
+            ProtocolError::EmptyField { after: verb }
+        });
     }
     // Digits only: `u64::from_str` would also take a leading `+`, which the grammar does not,
     // and any number of leading zeros, where the grammar allows 20 digits in all.
-    if id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ProtocolError::BadUpcallId);
-    }
-    let id = id.parse().map_err(|_| ProtocolError::BadUpcallId)?;
-    Ok((id, rest))
+    let why = if !id.bytes().all(|b| b.is_ascii_digit()) {
+        "expected a decimal number"
+    } else if id.len() > 20 {
+        "more than 20 digits"
+    } else {
+        match id.parse() {
+            Ok(id) => return Ok((id, rest)),
+            Err(_) => "larger than 18446744073709551615",
+        }
+    };
+    Err(ProtocolError::BadUpcallId { why })
 }
 
-/// A callback name as the last field of a line.
-fn callback_name(field: &str) -> Result<String, ProtocolError> {
+/// A callback name as the last field of a `verb` line (`REGISTER`, `REGISTERED`).
+fn callback_name(verb: &'static str, field: &str) -> Result<String, ProtocolError> {
     if field.is_empty() {
-        return Err(ProtocolError::MissingField);
+        return Err(ProtocolError::MissingField {
+            verb,
+            field: "a callback name",
+        });
+    }
+    if field.starts_with(' ') {
+        return Err(ProtocolError::EmptyField { after: verb });
     }
     if field.contains(' ') {
-        return Err(ProtocolError::UnexpectedField);
+        return Err(ProtocolError::UnexpectedField {
+            verb,
+            takes: "one callback name, without spaces",
+        });
     }
     check_callback_name(field)?;
     Ok(field.to_string())
 }
 
-/// `[a-z][a-z0-9_]*`, at most [`MAX_CALLBACK_NAME`] characters.
+/// ```text
+/// callback = %x61-7A *31( %x61-7A / DIGIT / "_" )   ; [a-z][a-z0-9_]*, at most 32 characters
+/// ```
+///
+/// [`MAX_CALLBACK_NAME`] is the 32. Names are identifiers: ASCII only, so they read the same in
+/// every log and terminal.
 pub fn check_callback_name(name: &str) -> Result<(), ProtocolError> {
     let mut bytes = name.bytes();
     let starts_with_letter = matches!(bytes.next(), Some(b'a'..=b'z'));
@@ -353,38 +539,114 @@ pub fn check_callback_name(name: &str) -> Result<(), ProtocolError> {
     }
 }
 
-/// A field that is one word: not empty, no spaces.
+/// A client id, one word: what [`Message::encode`] checks before it sends a `WELCOME`.
+///
+/// ```text
+/// client-id = 1*( %x21-7E )      ; printable ASCII, no spaces: e.g. client-1
+/// ```
+///
+/// The parser is more lenient on the id it receives (any text without a space): it only names
+/// the connection.
 fn check_token(token: &str) -> Result<(), ProtocolError> {
     if token.is_empty() {
-        return Err(ProtocolError::MissingField);
+        return Err(ProtocolError::MissingField {
+            verb: "WELCOME",
+            field: "a client id",
+        });
     }
     if token.contains(' ') {
-        return Err(ProtocolError::UnexpectedField);
-    }
-    check_text(token)
-}
-
-/// Free text: any character but a control character (TAB is allowed: it prints) or an invisible
-/// format character.
-pub fn check_text(text: &str) -> Result<(), ProtocolError> {
-    for c in text.chars() {
-        if c.is_control() && c != '\t' {
-            return Err(ProtocolError::ControlCharacter);
-        }
-        if is_invisible_format(c) {
-            return Err(ProtocolError::FormatCharacter);
-        }
+        return Err(ProtocolError::UnexpectedField {
+            verb: "WELCOME",
+            takes: "a client id of one word",
+        });
     }
     Ok(())
 }
 
-/// Characters that print nothing themselves but change how the text around them shows.
+/// The zero width joiner, which glues emoji into one: 👨‍👩‍👧 is 👨 ZWJ 👩 ZWJ 👧.
+const ZWJ: char = '\u{200d}';
+/// The black flag that starts a subdivision flag: 🏴 and tags spelling `gbsct`, then U+E007F.
+const BLACK_FLAG: char = '\u{1f3f4}';
+/// The cancel tag that ends a flag's tag sequence.
+const CANCEL_TAG: char = '\u{e007f}';
+
+/// Free text, and every line as a whole: any character but a control character or an invisible
+/// one, except where an emoji sequence needs it.
+///
+/// ```text
+/// text    = *( visible / SP / TAB / joined )
+/// visible = any UTF-8 character but those below, SP and TAB
+/// joined  = emoji ZWJ emoji              ; 👨‍👩‍👧, 🏳️‍🌈: U+200D only between two emoji
+///         / visible VS                   ; ❤️, 1️⃣: U+FE00-FE0F, U+E0100-E01EF right after a
+///                                        ;   visible character
+///         / U+1F3F4 1*tag U+E007F        ; 🏴 + tags + cancel tag: a subdivision flag
+/// emoji   = U+2600-27BF / U+2B00-2BFF / U+1F000-1FAFF   ; the blocks emoji sequences use
+/// tag     = U+E0020-E007E
+///
+/// refused: control characters (char::is_control: U+0000-001F but TAB, U+007F-009F), and the
+///   invisible format characters that reorder or hide text: bidi controls U+061C U+200E U+200F
+///   U+202A-202E U+2066-2069, separators U+2028 U+2029, zero-width U+180E U+200B U+200C U+2060-2064
+///   U+FEFF, soft hyphen U+00AD, the deprecated U+206A-206F, annotations U+FFF9-FFFB, musical
+///   formatting U+1D173-1D17A, U+E0000-E001F; and a ZWJ, a variation selector or a tag outside
+///   the sequences above
+/// ```
 ///
 /// A right-to-left override (U+202E) makes `MSG gnp.exe` show as `MSG exe.png`, and a line
 /// separator (U+2028) starts what looks like a new log line in many terminals: either lets a
 /// student forge what the operator reads. Zero-width characters make two different names look
-/// the same. None of them belongs in a chat line, so they are refused like control characters.
-/// (Std has no table of Unicode's format category; this is the list that can hide or fake text.)
+/// the same, and tag characters can carry a whole hidden sentence. The joiner, the variation
+/// selectors and the tags are let through only where an emoji needs them, so `ad`, a joiner,
+/// `min` stays refused while a family emoji passes. (Std has no table of Unicode's
+/// categories; the emoji blocks are ranges, the rest is the list above, and the dissector has the
+/// same lists.) Errors give the character and its byte in `text`, counted from 1.
+pub fn check_text(text: &str) -> Result<(), ProtocolError> {
+    let mut previous: Option<char> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((index, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, next)| next);
+        let at = index + 1;
+        if c.is_control() && c != '\t' {
+            return Err(ProtocolError::ControlCharacter { character: c, at });
+        }
+        let allowed = match c {
+            ZWJ => {
+                previous.is_some_and(|p| is_emoji(p) || p == '\u{fe0f}')
+                    && next.is_some_and(is_emoji)
+            }
+            '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => previous.is_some_and(is_visible),
+            '\u{e0020}'..='\u{e007e}' => {
+                previous.is_some_and(|p| p == BLACK_FLAG || is_tag(p))
+                    && next.is_some_and(|n| is_tag(n) || n == CANCEL_TAG)
+            }
+            CANCEL_TAG => previous.is_some_and(is_tag),
+            c => !is_invisible_format(c),
+        };
+        if !allowed {
+            return Err(ProtocolError::FormatCharacter { character: c, at });
+        }
+        previous = Some(c);
+    }
+    Ok(())
+}
+
+/// The blocks emoji sequences are made of: symbols and dingbats (❤ ♀ ⚕), arrows and squares
+/// (⬛), and the emoji planes (👨 🏳 🌈 and the skin tones).
+fn is_emoji(c: char) -> bool {
+    matches!(c, '\u{2600}'..='\u{27bf}' | '\u{2b00}'..='\u{2bff}' | '\u{1f000}'..='\u{1faff}')
+}
+
+fn is_tag(c: char) -> bool {
+    matches!(c, '\u{e0020}'..='\u{e007e}')
+}
+
+/// A character a variation selector may follow: one that shows (not a space, not another
+/// selector, joiner or tag; controls and format characters never get this far).
+fn is_visible(c: char) -> bool {
+    !c.is_whitespace() && !matches!(c, ZWJ | '\u{fe00}'..='\u{fe0f}' | '\u{e0000}'..='\u{e01ef}')
+}
+
+/// Characters that print nothing themselves but change how the text around them shows, refused
+/// wherever they stand (the joiner, the selectors and the tags are [`check_text`]'s).
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
@@ -394,8 +656,11 @@ fn is_invisible_format(c: char) -> bool {
             | '\u{200B}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2066}'..='\u{206F}'
             | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E001F}'
     )
 }
 
@@ -542,60 +807,197 @@ mod tests {
         let hidden = Message::Msg {
             text: "a\u{202E}b".into(),
         };
-        assert_eq!(hidden.encode(), Err(ProtocolError::FormatCharacter));
+        assert_eq!(
+            hidden.encode(),
+            Err(ProtocolError::FormatCharacter {
+                character: '\u{202E}',
+                at: 6
+            })
+        );
     }
 
     #[test]
-    fn malformed_lines_get_fixed_errors() {
+    fn malformed_lines_get_errors_that_say_what_was_wrong() {
+        use ProtocolError::*;
+        let control = |character, at| ControlCharacter { character, at };
+        let format = |character, at| FormatCharacter { character, at };
+        let not_a_number = BadUpcallId {
+            why: "expected a decimal number",
+        };
         let cases = [
-            ("HELLO there", ProtocolError::UnknownVerb),
-            ("", ProtocolError::UnknownVerb),
-            ("REGISTER", ProtocolError::MissingField),
-            ("REGISTER On_Event", ProtocolError::BadCallbackName),
-            ("REGISTER 1abc", ProtocolError::BadCallbackName),
-            ("REGISTER on event", ProtocolError::UnexpectedField),
-            ("RETURN", ProtocolError::MissingField),
-            ("RETURN x ok", ProtocolError::BadUpcallId),
-            ("RETURN +1 ok", ProtocolError::BadUpcallId),
-            ("RETURN -1 ok", ProtocolError::BadUpcallId),
+            ("HELLO there", UnknownVerb),
+            ("", UnknownVerb),
+            (
+                "REGISTER",
+                MissingField {
+                    verb: "REGISTER",
+                    field: "a callback name",
+                },
+            ),
+            ("REGISTER On_Event", BadCallbackName),
+            ("REGISTER 1abc", BadCallbackName),
+            (
+                "REGISTER on event",
+                UnexpectedField {
+                    verb: "REGISTER",
+                    takes: "one callback name, without spaces",
+                },
+            ),
+            ("REGISTER  on_event", EmptyField { after: "REGISTER" }),
+            (
+                "RETURN",
+                MissingField {
+                    verb: "RETURN",
+                    field: "an upcall id",
+                },
+            ),
+            ("RETURN  1 ok", EmptyField { after: "RETURN" }),
+            ("FAIL  1", EmptyField { after: "FAIL" }),
+            ("RETURN x ok", not_a_number),
+            ("RETURN +1 ok", not_a_number),
+            ("RETURN -1 ok", not_a_number),
+            (
+                "RETURN 99999999999999999999 ok",
+                BadUpcallId {
+                    why: "larger than 18446744073709551615",
+                },
+            ),
             (
                 "RETURN 99999999999999999999999 ok",
-                ProtocolError::BadUpcallId,
+                BadUpcallId {
+                    why: "more than 20 digits",
+                },
             ),
-            ("UPCALL 1", ProtocolError::MissingField),
-            ("BYE now", ProtocolError::UnexpectedField),
-            ("MSG a\0b", ProtocolError::ControlCharacter),
-            ("MSG \x1b[31mred", ProtocolError::ControlCharacter),
-            ("MSG a\rb", ProtocolError::ControlCharacter),
-            ("MSG gnp.exe\u{202E}", ProtocolError::FormatCharacter),
             (
-                "MSG one\u{2028}client-2 said BYE",
-                ProtocolError::FormatCharacter,
+                "UPCALL 1",
+                MissingField {
+                    verb: "UPCALL",
+                    field: "a callback name after the id",
+                },
             ),
-            ("MSG a\u{2029}b", ProtocolError::FormatCharacter),
-            ("MSG ad\u{200B}min", ProtocolError::FormatCharacter),
             (
-                "MSG \u{2066}isolated\u{2069}",
-                ProtocolError::FormatCharacter,
+                "UPCALL 1  on_event",
+                EmptyField {
+                    after: "the upcall id",
+                },
             ),
-            ("MSG \u{FEFF}bom", ProtocolError::FormatCharacter),
             (
-                "WELCOME client\u{200D}1 upcall/1",
-                ProtocolError::FormatCharacter,
+                "BYE now",
+                UnexpectedField {
+                    verb: "BYE",
+                    takes: "no field",
+                },
             ),
+            ("MSG a\0b", control('\0', 6)),
+            ("MSG \x1b[31mred", control('\x1b', 5)),
+            ("MSG a\rb", control('\r', 6)),
+            ("MSG caf\u{e9} \u{85}", control('\u{85}', 11)),
+            ("MSG gnp.exe\u{202E}", format('\u{202E}', 12)),
+            ("MSG one\u{2028}client-2 said BYE", format('\u{2028}', 8)),
+            ("MSG a\u{2029}b", format('\u{2029}', 6)),
+            ("MSG ad\u{200B}min", format('\u{200B}', 7)),
+            ("MSG \u{2066}isolated\u{2069}", format('\u{2066}', 5)),
+            ("MSG \u{FEFF}bom", format('\u{FEFF}', 5)),
+            ("MSG \u{200E}mark", format('\u{200E}', 5)),
+            ("MSG \u{61C}mark", format('\u{61C}', 5)),
+            ("WELCOME client\u{200D}1 upcall/1", format('\u{200D}', 15)),
             (
                 "RETURN 0000000000000000000000000001 x",
-                ProtocolError::BadUpcallId,
+                BadUpcallId {
+                    why: "more than 20 digits",
+                },
             ),
-            ("RETURN 000000000000000000001 x", ProtocolError::BadUpcallId),
-            ("WELCOME client-1", ProtocolError::MissingField),
             (
-                "WELCOME client-1 upcall/2",
-                ProtocolError::UnsupportedVersion,
+                "RETURN 000000000000000000001 x",
+                BadUpcallId {
+                    why: "more than 20 digits",
+                },
             ),
+            (
+                "WELCOME client-1",
+                MissingField {
+                    verb: "WELCOME",
+                    field: "a client id and the protocol version",
+                },
+            ),
+            ("WELCOME  upcall/1", EmptyField { after: "WELCOME" }),
+            ("WELCOME client-1 upcall/2", UnsupportedVersion),
         ];
         for (line, error) in cases {
             assert_eq!(parse(line), Err(error), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn emoji_sequences_pass_and_the_same_characters_alone_are_refused() {
+        let welcome = [
+            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}", // family: man, woman, girl
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",          // rainbow flag
+            "\u{1F3F4}\u{200D}\u{2620}\u{FE0F}",           // pirate flag
+            "\u{1F469}\u{1F3FD}\u{200D}\u{2695}\u{FE0F}",  // health worker, skin tone
+            "\u{2764}\u{FE0F}\u{200D}\u{1F525}",           // heart on fire
+            "\u{1F408}\u{200D}\u{2B1B}",                   // black cat
+            "\u{2764}\u{FE0F} 1\u{FE0F}\u{20E3} \u{8FBA}\u{E0101}", // heart, keycap, ideograph variant
+            // Scotland: black flag, tags g b s c t, cancel tag.
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        ];
+        for text in welcome {
+            let line = format!("MSG {text}");
+            assert_eq!(
+                parse(&line),
+                Ok(Message::Msg { text: text.into() }),
+                "{line:?}"
+            );
+        }
+        let refused = [
+            ("MSG \u{200D}\u{1F468}", '\u{200D}'), // a joiner first
+            ("MSG \u{1F468}\u{200D}", '\u{200D}'), // a joiner last
+            ("MSG ad\u{200D}min", '\u{200D}'),     // between letters
+            ("MSG \u{1F468}\u{200D} \u{1F469}", '\u{200D}'), // before a space
+            ("MSG \u{1F468}\u{200D}\u{200D}\u{1F469}", '\u{200D}'), // two joiners
+            ("MSG \u{FE0F}first", '\u{FE0F}'),     // a selector first
+            ("MSG a \u{FE0F}", '\u{FE0F}'),        // after a space
+            ("MSG hidden\u{E0068}\u{E0069}", '\u{E0068}'), // tags without a flag
+            ("MSG \u{1F3F4}\u{E0067}\u{E0062}", '\u{E0062}'), // a flag never closed
+            ("MSG \u{1F3F4}\u{E007F}", '\u{E007F}'), // a cancel tag alone
+            ("MSG \u{E0001}en", '\u{E0001}'),      // the language tag
+        ];
+        for (line, character) in refused {
+            assert!(
+                matches!(parse(line), Err(ProtocolError::FormatCharacter { character: c, .. }) if c == character),
+                "{line:?}: {:?}",
+                parse(line)
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_character_its_place_and_the_rule() {
+        let cases = [
+            ("MSG a\u{4}b", "control character U+0004 at byte 6"),
+            (
+                "MSG \x1b[31m",
+                "control character U+001B (escape) at byte 5",
+            ),
+            (
+                "MSG ab\u{200D}c",
+                "invisible format character U+200D (zero width joiner) at byte 7 (a zero width \
+                 joiner is allowed only between two emoji)",
+            ),
+            (
+                "MSG \u{202D}x",
+                "invisible format character U+202D (left-to-right override) at byte 5 (it \
+                 reorders or hides text)",
+            ),
+            ("RETURN x", "bad upcall id: expected a decimal number"),
+            ("BYE now", "unexpected field: BYE takes no field"),
+        ];
+        for (line, text) in cases {
+            assert_eq!(
+                parse(line).map_err(|e| e.to_string()),
+                Err(text.into()),
+                "{line:?}"
+            );
         }
     }
 
@@ -628,7 +1030,13 @@ mod tests {
         let split_in_two = Message::Msg {
             text: "one\nMSG two".into(),
         };
-        assert_eq!(split_in_two.encode(), Err(ProtocolError::ControlCharacter));
+        assert_eq!(
+            split_in_two.encode(),
+            Err(ProtocolError::ControlCharacter {
+                character: '\n',
+                at: 8
+            })
+        );
         let bad_name = Message::Register {
             callback: "On Event".into(),
         };
@@ -636,7 +1044,13 @@ mod tests {
         let spaced_id = Message::Welcome {
             client_id: "client 1".into(),
         };
-        assert_eq!(spaced_id.encode(), Err(ProtocolError::UnexpectedField));
+        assert!(matches!(
+            spaced_id.encode(),
+            Err(ProtocolError::UnexpectedField {
+                verb: "WELCOME",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -644,12 +1058,28 @@ mod tests {
         let all = [
             ProtocolError::LineTooLong,
             ProtocolError::InvalidUtf8,
-            ProtocolError::ControlCharacter,
+            ProtocolError::ControlCharacter {
+                character: '\0',
+                at: 1,
+            },
+            ProtocolError::FormatCharacter {
+                character: '\u{202E}',
+                at: 1,
+            },
             ProtocolError::UnknownVerb,
-            ProtocolError::MissingField,
-            ProtocolError::UnexpectedField,
+            ProtocolError::MissingField {
+                verb: "REGISTER",
+                field: "a callback name",
+            },
+            ProtocolError::EmptyField { after: "RETURN" },
+            ProtocolError::UnexpectedField {
+                verb: "BYE",
+                takes: "no field",
+            },
             ProtocolError::BadCallbackName,
-            ProtocolError::BadUpcallId,
+            ProtocolError::BadUpcallId {
+                why: "more than 20 digits",
+            },
             ProtocolError::UnsupportedVersion,
         ];
         for error in all {

@@ -9,11 +9,17 @@
 //! `upcall-client`, this machine is not).
 //!
 //! So a protocol change that was not re-captured fails here: run `pcaps/capture.sh` again.
+//!
+//! The two scenarios of well-behaved clients (`upcall-basic`, `upcall-two-clients`) also run
+//! against the bare server of `examples/bare_server.rs`, the one a student reads first: it must
+//! hold the same conversations, byte for byte.
 
+mod bare;
 mod process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,7 +35,12 @@ type Recording = Arc<Mutex<Vec<(usize, String)>>>;
 /// A server in this process, and a proxy in front of it that records the conversation.
 struct Lab {
     server: Server,
-    proxy: SocketAddr,
+    proxy: Proxy,
+}
+
+/// The recording proxy, in front of any server: the library's, or the bare one.
+struct Proxy {
+    address: SocketAddr,
     recording: Recording,
 }
 
@@ -42,6 +53,28 @@ impl Lab {
             let server = server.clone();
             move || server.serve(listener)
         });
+        Lab {
+            server,
+            proxy: Proxy::start(upstream),
+        }
+    }
+}
+
+impl Deref for Lab {
+    type Target = Proxy;
+
+    fn deref(&self) -> &Proxy {
+        &self.proxy
+    }
+}
+
+impl Proxy {
+    /// A proxy to the bare server of `examples/bare_server.rs`.
+    fn bare() -> Proxy {
+        Proxy::start(bare::start())
+    }
+
+    fn start(upstream: SocketAddr) -> Proxy {
         let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
         let recording = Recording::default();
         let address = proxy.local_addr().unwrap();
@@ -62,15 +95,11 @@ impl Lab {
                 }
             }
         });
-        Lab {
-            server,
-            proxy: address,
-            recording,
-        }
+        Proxy { address, recording }
     }
 
     fn clientcall(&self) -> Program {
-        Program::clientcall(self.proxy.port(), &[])
+        Program::clientcall(self.address.port(), &[])
     }
 
     /// Waits until the proxy has passed `line` on connection `connection` (boundedly).
@@ -184,11 +213,11 @@ fn without_hostname(line: &str) -> String {
     line
 }
 
+/// This machine's name, as the client's `hostname` callback answers it on every system (on
+/// Windows there is no `/proc`: the callback asks the system, and so does this).
 fn this_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let callback = upcall::callbacks::find("hostname").expect("hostname is registered");
+    callback("", &|_| {}).expect("this machine has a name")
 }
 
 fn quiet() -> ServerConfig {
@@ -200,7 +229,16 @@ fn quiet() -> ServerConfig {
 
 #[test]
 fn upcall_basic_is_still_the_lab_transcript() {
-    let lab = Lab::start(quiet());
+    upcall_basic(&Lab::start(quiet()));
+}
+
+/// The bare server a student reads first holds the same conversation with the real `clientcall`.
+#[test]
+fn upcall_basic_is_the_bare_servers_transcript_too() {
+    upcall_basic(&Proxy::bare());
+}
+
+fn upcall_basic(lab: &Proxy) {
     let mut client = lab.clientcall();
     for message in ["haii", "halo"] {
         client.type_line(message);
@@ -213,7 +251,16 @@ fn upcall_basic_is_still_the_lab_transcript() {
 
 #[test]
 fn upcall_two_clients_is_still_two_clients() {
-    let lab = Lab::start(quiet());
+    two_clients(&Lab::start(quiet()));
+}
+
+/// Two clients of the bare server: the same relayed upcalls, with the same ids on each connection.
+#[test]
+fn upcall_two_clients_is_the_bare_servers_too() {
+    two_clients(&Proxy::bare());
+}
+
+fn two_clients(lab: &Proxy) {
     let mut first = lab.clientcall();
     let mut second = lab.clientcall();
     first.type_line("haii");
@@ -252,7 +299,7 @@ fn upcall_bad_input_is_still_answered_line_by_line() {
         upcall_timeout: Duration::from_millis(300),
         ..quiet()
     });
-    let mut nc = TcpStream::connect(lab.proxy).unwrap();
+    let mut nc = TcpStream::connect(lab.address).unwrap();
     nc.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut replies = BufReader::new(nc.try_clone().unwrap());
     let mut reply = || {

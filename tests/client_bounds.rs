@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, resident_kib, wait_until, TestServer};
+#[cfg(target_os = "linux")]
+use support::resident_kib;
+use support::{quiet_config, wait_until, TestServer};
 use upcall::server::Outcome;
 
 fn clientcall(address: &str) -> Child {
@@ -43,6 +45,11 @@ fn ends_within(child: &mut Child, limit: Duration) -> (Option<i32>, Duration) {
 /// A classmate floods 4 KB messages while this student sits at the prompt and the terminal is
 /// paused (nobody reads clientcall's stdout). Every upcall is still answered, and clientcall's
 /// memory stays flat.
+///
+/// Linux only: the memory is read from `/proc/<pid>/status`, and std has no portable way to read
+/// another process's resident memory (Windows and macOS need system calls std does not offer).
+/// The bound it checks is the client's own code (the screen's queue), the same on every system.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_flood_of_upcalls_with_a_paused_terminal_keeps_memory_flat() {
     let server = TestServer::start(quiet_config());
@@ -119,14 +126,16 @@ fn a_server_that_stops_reading_is_given_up_on() {
         thread::sleep(Duration::from_secs(90));
     });
     let mut client = clientcall(&address);
+    // Its terminal shows what it prints (every upcall has a line), as a terminal does.
+    let mut stdout = client.stdout.take().unwrap();
+    let printed = thread::spawn(move || {
+        let mut output = String::new();
+        let _ = stdout.read_to_string(&mut output);
+        output
+    });
     let (code, took) = ends_within(&mut client, Duration::from_secs(60));
-    let mut output = String::new();
-    client
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
+    let output = printed.join().unwrap();
+    let output = output.lines().last().unwrap_or_default();
     eprintln!("clientcall gave up after {took:?}");
     assert_eq!(code, Some(1));
     assert!(
@@ -147,4 +156,137 @@ fn end_of_input_ends_the_client_whatever_the_server_does() {
     eprintln!("clientcall ended {took:?} after the end of its input");
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+/// A server that trickles one byte every 2 s and never finishes `WELCOME`: a read timeout alone
+/// would restart with every byte and wait for ever. The client gives up after its wait, in words
+/// (no raw OS error), with exit status 1.
+#[test]
+fn a_server_that_trickles_its_welcome_is_given_up_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        for byte in b"WELCOME client-1 upcall/1".iter().cycle().take(30) {
+            if stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let mut client = clientcall(&address);
+    let (code, took) = ends_within(&mut client, Duration::from_secs(30));
+    let mut stderr = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    eprintln!("clientcall gave up after {took:?}: {stderr}");
+    assert_eq!(code, Some(1));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(
+        stderr,
+        format!(
+            "clientcall: {address} did not say WELCOME within 5 s: is it an upcall server? \
+             Check the address and port.\n"
+        )
+    );
+}
+
+/// Runs `clientcall` against `server` with all of `input` at once; its exit code and stdout.
+fn session(server: &TestServer, input: &[u8]) -> (Option<i32>, String) {
+    let mut client = clientcall(&server.addr.to_string());
+    client.stdin.take().unwrap().write_all(input).unwrap();
+    let mut stdout = client.stdout.take().unwrap();
+    let printed = thread::spawn(move || {
+        let mut output = String::new();
+        let _ = stdout.read_to_string(&mut output);
+        output
+    });
+    let (code, _) = ends_within(&mut client, Duration::from_secs(20));
+    (code, printed.join().unwrap())
+}
+
+/// A line in another encoding (a Windows console pipes in its code page) gets one line of note,
+/// and the session goes on: the next message is sent, `bye` ends it with status 0.
+#[test]
+fn a_line_that_is_not_utf8_is_skipped_with_a_note() {
+    let server = TestServer::start(quiet_config());
+    let (code, output) = session(&server, b"haii\nstra\xdfe\nhalo\nbye\n");
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(
+        output
+            .matches("Cannot send that line: it is not UTF-8 text (")
+            .count(),
+        1,
+        "{output}"
+    );
+    assert!(output.contains("Processing haii"), "{output}");
+    assert!(output.contains("Processing halo"), "{output}");
+}
+
+/// Ctrl-D then Enter in a Windows console (and Ctrl-Z then Enter read through a Unix pipe) is a
+/// line of one control character: the student meant to leave, and leaves.
+#[test]
+fn another_systems_end_of_input_key_ends_the_session_too() {
+    let server = TestServer::start(quiet_config());
+    for key in ["\u{4}", "\u{1a}"] {
+        let input = format!("haii\n{key}\nnot sent\n");
+        let (code, output) = session(&server, input.as_bytes());
+        assert_eq!(code, Some(0), "{output}");
+        assert!(!output.contains("control character"), "{output}");
+        assert!(!output.contains("Processing not sent"), "{output}");
+    }
+}
+
+/// Every upcall the client runs is shown in its terminal with what it sent back, in the words of
+/// the server's log; a long argument is cut so that it stays one line.
+#[test]
+fn every_upcall_the_client_runs_is_shown_with_its_result() {
+    let server = TestServer::start(quiet_config());
+    let mut student = clientcall(&server.addr.to_string());
+    let stdout = student.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    assert!(wait_until(Duration::from_secs(5), || server
+        .clients()
+        .first()
+        .is_some_and(|client| client.callbacks.len() == 3)));
+    let long = "a".repeat(100);
+    for (callback, argument) in [
+        ("uppercase", "haii"),
+        ("hostname", ""),
+        ("uppercase", &long),
+    ] {
+        let answer = server.call("client-1", callback, argument);
+        assert!(matches!(answer.outcome, Outcome::Returned(_)), "{answer}");
+    }
+    let expected = [
+        "Upcall 1 from server: uppercase(\"haii\") -> HAII".to_string(),
+        "Upcall 2 from server: hostname() -> ".to_string(),
+        format!(
+            "Upcall 3 from server: uppercase(\"{}\"..., 100 characters in all) -> {}..., 100 \
+             characters in all",
+            "a".repeat(60),
+            "A".repeat(60)
+        ),
+    ];
+    for wanted in expected {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = received.recv_timeout(left).expect("the upcall's line");
+            if line.starts_with(&wanted) {
+                break;
+            }
+        }
+    }
+    let _ = student.kill();
+    let _ = student.wait();
 }

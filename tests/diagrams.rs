@@ -375,3 +375,76 @@ fn both_readmes_show_the_lab_conversation_in_mermaid() {
         );
     }
 }
+
+/// `connections` clients, `at_once` of them connected at a time, each saying hello and answering
+/// one upcall: the capture's bytes.
+fn many_clients(connections: u16, at_once: u16) -> Vec<u8> {
+    let mut capture = Capture::new(DataLink::ETHERNET);
+    for n in 0..connections {
+        let mut talk = Talk::new(Capture::new(DataLink::ETHERNET), 10_000 + n);
+        // A new client every 2 ms; each stays about `at_once` x 2 ms.
+        talk.now = Duration::from_millis(u64::from(n) * 2);
+        talk.step = Duration::from_micros(u64::from(at_once) * 2000 / 10);
+        talk.connect();
+        talk.server(format!("WELCOME client-{} upcall/1\n", n + 1).as_bytes());
+        talk.client(b"REGISTER on_event\n");
+        talk.server(b"REGISTERED on_event\n");
+        talk.client(b"MSG haii\n");
+        talk.server(b"UPCALL 1 on_event Upcall event: Processing haii\n");
+        talk.client(b"RETURN 1 ok\n");
+        talk.client_closes_first();
+        capture.frames.extend(talk.capture.frames);
+    }
+    capture.frames.sort_by_key(|(time, _)| *time);
+    capture.to_bytes()
+}
+
+/// A capture of a whole class reconnecting all day: 8,000 connections, 20 at a time. Before,
+/// each client had a lifeline of its own and every row crossed them all (488 MiB of ladder).
+/// Now every row fits 100 columns, so the ladder is at most one row of 100 columns per entry.
+#[test]
+fn the_ladder_of_8000_connections_grows_linearly_with_the_capture() {
+    let conversation = decode(&many_clients(8000, 20), 4141, "class").unwrap();
+    let entries = conversation.entries.len();
+    assert!(entries >= 8000 * 9, "{entries} entries");
+    for format in [
+        Format::default(),
+        Format {
+            time: true,
+            frames: true,
+        },
+    ] {
+        let drawn = ladder(&conversation.entries, format);
+        assert_eq!(drawn.lines().count(), entries + 1);
+        for row in drawn.lines() {
+            assert!(row.chars().count() <= WIDTH, "{} columns: {row}", row.len());
+        }
+        assert!(
+            drawn.len() <= (entries + 1) * (WIDTH + 1),
+            "{} bytes for {entries} entries",
+            drawn.len()
+        );
+        eprintln!(
+            "8,000 connections, {entries} entries, {format:?}: {:.1} MiB of ladder",
+            drawn.len() as f64 / (1 << 20) as f64
+        );
+    }
+}
+
+/// Lifelines are reused once more clients come than fit: a client on a lifeline the header
+/// does not name names itself on every arrow, and its lifeline is one of the few drawn.
+#[test]
+fn clients_beyond_the_width_share_lifelines_and_name_themselves() {
+    let conversation = decode(&many_clients(30, 3), 4141, "thirty").unwrap();
+    let drawn = ladder(&conversation.entries, Format::default());
+    let header = drawn.lines().next().unwrap();
+    assert!(header.contains("client-1"), "{header}");
+    assert!(!header.contains("client-30"), "{header}");
+    assert!(
+        drawn.contains("<-- client-30: MSG haii --"),
+        "no arrow names client-30:\n{drawn}"
+    );
+    for row in drawn.lines() {
+        assert!(row.chars().count() <= WIDTH, "{row}");
+    }
+}

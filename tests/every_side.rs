@@ -141,10 +141,16 @@ fn a_broadcast_reports_each_client_exactly_once() {
          client-5 disconnected before answering\n\
          Broadcast: 2 of 5 client(s) returned (upcall timeout 1 s).\n"
     );
-    assert!(matches!(
-        server.broadcast("again").last().map(|r| &r.outcome),
-        Some(Outcome::TimedOut(_))
-    ));
+    // client-4 let its upcall time out and said nothing since (a laptop asleep): the next
+    // broadcast still sends it the upcall, but does not wait for it a second time.
+    let results = server.broadcast("again");
+    let ghost = results.iter().find(|r| r.client == "client-4");
+    assert_eq!(
+        ghost.map(|r| &r.outcome),
+        Some(&Outcome::Unanswered),
+        "{results:?}"
+    );
+    silent.expect_upcall();
 }
 
 /// A paused terminal (here: nobody reads servercall's stdout, so the pipe fills) never holds up
@@ -205,20 +211,36 @@ fn a_paused_terminal_never_holds_up_a_client() {
 }
 
 /// Text that cannot lie: a right-to-left override or a line separator in a `MSG` gets `ERR` and
-/// reaches nobody, so nobody can forge what the operator or a classmate reads.
+/// reaches nobody, so nobody can forge what the operator or a classmate reads. Emoji sequences
+/// glued by a zero width joiner (a family, the rainbow flag) are text and pass.
 #[test]
-fn invisible_format_characters_are_refused_and_not_passed_on() {
+fn invisible_format_characters_are_refused_and_not_passed_on_while_emoji_sequences_pass() {
     let server = TestServer::start(quiet_config());
     let (mut sender, _) = server.connect_registered(&["on_event"]);
     let (mut other, _) = server.connect_registered(&["on_event"]);
-    for sneaky in ["MSG gnp.exe\u{202E}\n", "MSG hi\u{2028}client-2 said BYE\n"] {
+    for (sneaky, error) in [
+        (
+            "MSG gnp.exe\u{202E}\n",
+            "ERR invisible format character U+202E (right-to-left override) at byte 12 (it \
+             reorders or hides text)\n",
+        ),
+        (
+            "MSG hi\u{2028}client-2 said BYE\n",
+            "ERR invisible format character U+2028 (line separator) at byte 7 (it reorders or \
+             hides text)\n",
+        ),
+        (
+            "MSG ad\u{200D}min\n",
+            "ERR invisible format character U+200D (zero width joiner) at byte 7 (a zero width \
+             joiner is allowed only between two emoji)\n",
+        ),
+    ] {
         sender.send(sneaky);
-        sender.expect(
-            "ERR invisible format character in line (bidi control, separator or zero-width)\n",
-        );
+        sender.expect(error);
     }
-    sender.send("MSG plain\n");
-    sender.expect_upcall_of("on_event", "Upcall event: Processing plain");
-    // The first upcall `other` hears is the plain one: nothing of the refused lines came through.
-    other.expect_upcall_of("on_event", "Upcall event: client-1 says plain");
+    let emoji = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{1F3F3}\u{FE0F}\u{200D}\u{1F308}";
+    sender.send(&format!("MSG {emoji}\n"));
+    sender.expect_upcall_of("on_event", &format!("Upcall event: Processing {emoji}"));
+    // The first upcall `other` hears is the emoji one: nothing of the refused lines came through.
+    other.expect_upcall_of("on_event", &format!("Upcall event: client-1 says {emoji}"));
 }

@@ -148,7 +148,7 @@ fn every_byte_of_every_reference_capture_is_a_line_of_upcall_1() {
                             let answered = matches!(
                                 answer.map(|a| &a.event),
                                 Some(Event::Line { message: Ok(Message::Err { reason }), .. })
-                                    if reason.starts_with(error.as_str())
+                                    if reason.starts_with(&error.to_string())
                             );
                             assert!(
                                 answered,
@@ -400,7 +400,7 @@ fn bad_lines_show_the_error_and_the_bytes_escaped() {
     );
     assert_eq!(
         shown[2],
-        r#"c1 C>S [bad line: control character in line] "MSG a\x1b[31mred\tand \"quoted\" \\ \u{85}""#
+        r#"c1 C>S [bad line: control character U+001B (escape) at byte 6] "MSG a\x1b[31mred\tand \"quoted\" \\ \u{85}""#
     );
     assert_eq!(shown[3], r#"c1 C>S [bad line: unknown verb] "HELLO there""#);
     assert!(shown[4].starts_with("c1 C>S MSG aaaa") && shown[4].len() == 7 + 4095);
@@ -430,7 +430,10 @@ fn bad_lines_show_the_error_and_the_bytes_escaped() {
         errors,
         [
             ProtocolError::InvalidUtf8,
-            ProtocolError::ControlCharacter,
+            ProtocolError::ControlCharacter {
+                character: '\u{1b}',
+                at: 6
+            },
             ProtocolError::UnknownVerb,
             ProtocolError::LineTooLong,
             ProtocolError::InvalidUtf8,

@@ -6,9 +6,12 @@
 
 mod process;
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
+#[cfg(unix)]
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::sync::mpsc;
 use std::thread;
 
@@ -284,9 +287,13 @@ fn the_client_survives_a_misbehaving_server() {
 /// More clients than the machine can hold threads for would abort the whole server at the first
 /// thread too many: the server holds its limit below that and says so.
 ///
+/// Unix only: the limit comes from what the system states (`/proc`, the cgroup, `getrlimit`);
+/// Windows states none (`client_limit_here` is `None` there), so there is no note to check.
+///
 /// The note is on stderr and the server's first line on stdout. Each stream is read on its own,
 /// up to its first newline: read together as they arrive, a note written in pieces could have
 /// stdout's line land in the middle of it.
+#[cfg(unix)]
 #[test]
 fn an_impossible_max_clients_is_lowered_with_a_note() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_servercall"))
@@ -318,6 +325,7 @@ fn an_impossible_max_clients_is_lowered_with_a_note() {
 
 /// The first line of a stream (up to and with its newline, or all of it if it ends first), read by
 /// a thread of its own; the receiver gets it once it is whole.
+#[cfg(unix)]
 fn first_line(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (line, receiver) = mpsc::channel();
     thread::spawn(move || {

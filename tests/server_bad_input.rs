@@ -106,9 +106,18 @@ fn invalid_utf8_is_rejected_and_the_connection_kept() {
 #[test]
 fn control_characters_are_rejected_and_the_connection_kept() {
     let mut clients = TwoClients::start();
-    clients.rejects(b"MSG a\0b\n", "ERR control character in line\n");
-    clients.rejects(b"MSG \x1b[2Jcleared\n", "ERR control character in line\n");
-    clients.rejects(b"MSG a\rb\n", "ERR control character in line\n");
+    clients.rejects(
+        b"MSG a\0b\n",
+        "ERR control character U+0000 (NUL) at byte 6\n",
+    );
+    clients.rejects(
+        b"MSG \x1b[2Jcleared\n",
+        "ERR control character U+001B (escape) at byte 5\n",
+    );
+    clients.rejects(
+        b"MSG a\rb\n",
+        "ERR control character U+000D (carriage return) at byte 6\n",
+    );
     clients.both_still_served();
 }
 
@@ -135,9 +144,13 @@ fn return_and_fail_for_an_unknown_id_are_rejected() {
     clients.rejects(b"FAIL 99 x\n", &unknown_id_error(99));
     clients.rejects(
         b"RETURN x ok\n",
-        "ERR bad upcall id (expected a decimal number)\n",
+        "ERR bad upcall id: expected a decimal number\n",
     );
-    clients.rejects(b"FAIL\n", "ERR missing field\n");
+    clients.rejects(b"FAIL\n", "ERR missing field: FAIL needs an upcall id\n");
+    clients.rejects(
+        b"RETURN  1 ok\n",
+        "ERR empty field: two spaces after RETURN (fields are separated by one space)\n",
+    );
     clients.both_still_served();
 }
 
@@ -195,8 +208,14 @@ fn bad_callback_names_are_rejected() {
         format!("REGISTER {}\n", "a".repeat(33)).as_bytes(),
         bad_name,
     );
-    clients.rejects(b"REGISTER\n", "ERR missing field\n");
-    clients.rejects(b"REGISTER on event\n", "ERR unexpected field\n");
+    clients.rejects(
+        b"REGISTER\n",
+        "ERR missing field: REGISTER needs a callback name\n",
+    );
+    clients.rejects(
+        b"REGISTER on event\n",
+        "ERR unexpected field: REGISTER takes one callback name, without spaces\n",
+    );
     // None of them was registered.
     let callbacks = &clients.server.clients()[0].callbacks;
     assert_eq!(callbacks, &["on_event".to_string()]);

@@ -8,6 +8,7 @@
 //! Where a test must show that something did *not* happen, it does not sleep and hope: it makes
 //! the server answer a `RawClient::ping` and checks that the answer is the very next line.
 
+mod bare;
 mod support;
 
 use std::io::Write;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, unknown_id_error, wait_until, TestServer, Upcall};
+use support::{quiet_config, unknown_id_error, wait_until, RawClient, TestServer, Upcall};
 use upcall::console::{self, ConsoleEnd};
 use upcall::server::{CallResult, Outcome, ServerConfig};
 
@@ -29,8 +30,17 @@ use upcall::server::{CallResult, Outcome, ServerConfig};
 #[test]
 fn the_lab_transcript_byte_for_byte() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
+    lab_transcript(server.connect());
+}
 
+/// The bare server of `examples/bare_server.rs`, the one a student reads first, speaks the lab's
+/// conversation byte for byte too: the story and the real server cannot drift apart.
+#[test]
+fn the_bare_server_speaks_the_lab_transcript_byte_for_byte() {
+    lab_transcript(RawClient::connect(bare::start()));
+}
+
+fn lab_transcript(mut client: RawClient) {
     client.expect("WELCOME client-1 upcall/1\n");
     client.send("REGISTER on_event\n");
     client.expect("REGISTERED on_event\n");

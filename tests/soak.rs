@@ -544,8 +544,16 @@ fn dies_with_an_upcall_outstanding(death: Death) {
                 .by_ref()
                 .map_while(Result::ok)
                 // The harness prints `test killable_client ... ` first, on the same line.
-                .find_map(|line| Some(line.split_once("REGISTERED AS ")?.1.to_string()))
-                .expect("the child registered");
+                .find_map(|line| {
+                    line.split_once("REGISTERED AS ")
+                        .map(|(_, name)| name.to_string())
+                });
+            let Some(name) = name else {
+                // Our own child, by its handle, before failing: nothing is left behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the child did not register");
+            };
             // The rest of its output is read on a thread: "GOT UPCALL" says it holds one.
             let (got, got_upcall) = mpsc::channel();
             thread::spawn(move || {
@@ -692,9 +700,10 @@ fn everybody_at_once(clients: usize, messages: usize, broadcasts: usize) {
         .collect();
 
     // The console, as `servercall` runs it, fed `broadcast` lines.
-    let commands: String = (0..broadcasts)
+    let commands = (0..broadcasts)
         .map(|b| format!("broadcast b{b}\n"))
-        .collect();
+        .collect::<Vec<_>>()
+        .concat();
     let mut console_output = Vec::new();
     start.wait();
     console::run(&server.server, commands.as_bytes(), &mut console_output).expect("console");

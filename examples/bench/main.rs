@@ -24,6 +24,15 @@
 //! 6. **Pipelined throughput** on one connection, K messages in flight, against raw TCP writing
 //!    one line per system call (the server's way) and raw TCP coalescing its writes.
 //!
+//! **Why parts 1 and 2 alternate.** A shared machine drifts: another program starts a build, and
+//! every round trip gets slower for a while. Rows measured one after the other carry that drift
+//! into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1 and
+//! 2 run together, in rounds: each round runs a block of each row, raw and server in turn (1, 2,
+//! 1b, 2b; every other round in the opposite order), and keeps each block's p50. A ratio is
+//! taken round by round, between blocks a few milliseconds apart, and the table gives the median
+//! of those ratios with their IQR and range. Five runs in a row then agree within a few
+//! hundredths.
+//!
 //! Parts 1, 2, 3 and 6 run the library server (`upcall::server::Server`, log off) on a thread of
 //! this process, as `servercall` runs it, and the raw server the same way, so both face the same
 //! scheduler. Parts 4 and 5 need 10,000 sockets on each side, more than one process may open here
@@ -79,8 +88,11 @@ Options:
                         4 broadcast and 5 capacity (these two run together), 6 pipelined,
                         7 a burst of connections)
   --clients LIST        N for parts 4 and 5 (default 100,1000,10000)
-  --repeats R           rounds of each latency part and of each pipelined K (default 5)
-  --iterations I        round trips per latency round (default 5000)
+  --rounds R            rounds of parts 1 and 2, which alternate in each (default 60)
+  --block B             round trips of each row of parts 1 and 2 in a round (default 500;
+                        --quick: 200)
+  --repeats R           rounds of part 3 and of each pipelined K (default 5)
+  --iterations I        round trips per round of part 3 (default 5000)
   --broadcasts B        measured broadcasts per N, after 2 for warm-up (default 20)
   --inflight LIST       K for part 6 (default 1,16,128)
   --seconds S           length of one pipelined round (default 1)
@@ -100,6 +112,8 @@ pub struct Options {
     quick: bool,
     parts: BTreeSet<u32>,
     pub clients: Vec<usize>,
+    rounds: usize,
+    block: usize,
     repeats: usize,
     iterations: usize,
     pub broadcasts: usize,
@@ -123,6 +137,8 @@ fn options(args: Vec<String>) -> Result<Options, String> {
         } else {
             vec![100, 1000, 10_000]
         },
+        rounds: 60,
+        block: if quick { 200 } else { 500 },
         repeats: if quick { 3 } else { 5 },
         iterations: if quick { 2000 } else { 5000 },
         broadcasts: if quick { 5 } else { 20 },
@@ -144,6 +160,8 @@ fn options(args: Vec<String>) -> Result<Options, String> {
                 options.parts = list(&value()?, 1)?.into_iter().map(|p| p as u32).collect()
             }
             "--clients" => options.clients = list(&value()?, 1)?,
+            "--rounds" => options.rounds = number(&value()?, 1)?,
+            "--block" => options.block = number(&value()?, 1)?,
             "--repeats" => options.repeats = number(&value()?, 1)?,
             "--iterations" => options.iterations = number(&value()?, 1)?,
             "--broadcasts" => options.broadcasts = number(&value()?, 1)?,
@@ -210,6 +228,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The `q` quantile (0 to 1) of `values`, interpolated between the two nearest ranks.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(|a, b| a.total_cmp(b));
+    match values.len() {
+        0 => 0.0,
+        n => {
+            let at = q * (n - 1) as f64;
+            let (low, high) = (at.floor() as usize, at.ceil() as usize);
+            values[low] + (values[high] - values[low]) * (at - low as f64)
+        }
+    }
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut values = values.to_vec();
     values.sort_by(|a, b| a.total_cmp(b));
@@ -245,6 +277,8 @@ pub fn thousands(n: f64) -> String {
 
 /// One row of the latency table.
 pub struct Row {
+    /// `1`, `1b`, `2`, ...: what the ratios name.
+    id: String,
     label: String,
     size: String,
     count: usize,
@@ -254,6 +288,9 @@ pub struct Row {
     group: String,
     baseline: bool,
     note: String,
+    /// The p50 of each round, for rows measured in alternating rounds (parts 1 and 2); empty
+    /// otherwise. Round `i` of one row ran next to round `i` of every other row of its group.
+    rounds: Vec<Duration>,
 }
 
 impl Row {
@@ -267,6 +304,7 @@ impl Row {
     ) -> Row {
         samples.sort();
         Row {
+            id: label.split(' ').next().unwrap_or("").into(),
             label: label.into(),
             size: size.into(),
             count: samples.len(),
@@ -275,13 +313,15 @@ impl Row {
             group: group.into(),
             baseline,
             note: note.into(),
+            rounds: Vec::new(),
         }
     }
 
     /// The row as one tab-separated line, for the one-CPU child to hand to its parent.
     fn to_line(&self) -> String {
         format!(
-            "ROW\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "ROW\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            self.id,
             self.label,
             self.size,
             self.group,
@@ -289,16 +329,27 @@ impl Row {
             self.count,
             self.p50.as_nanos(),
             self.p99.as_nanos(),
-            self.note
+            self.note,
+            self.rounds
+                .iter()
+                .map(|p50| p50.as_nanos().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 
     fn from_line(line: &str) -> Option<Row> {
         let fields: Vec<&str> = line.strip_prefix("ROW\t")?.split('\t').collect();
-        let [label, size, group, baseline, count, p50, p99, note] = fields[..] else {
+        let [id, label, size, group, baseline, count, p50, p99, note, rounds] = fields[..] else {
             return None;
         };
+        let rounds: Option<Vec<Duration>> = rounds
+            .split(',')
+            .filter(|p50| !p50.is_empty())
+            .map(|p50| Some(Duration::from_nanos(p50.parse().ok()?)))
+            .collect();
         Some(Row {
+            id: id.into(),
             label: label.into(),
             size: size.into(),
             group: group.into(),
@@ -307,6 +358,7 @@ impl Row {
             p50: Duration::from_nanos(p50.parse().ok()?),
             p99: Duration::from_nanos(p99.parse().ok()?),
             note: note.into(),
+            rounds: rounds?,
         })
     }
 }
@@ -323,6 +375,26 @@ struct Rate {
     note: String,
 }
 
+/// The ratios parts 1 and 2 are for: (row, over row, what it says).
+const RATIOS: [(&str, &str, &str); 3] = [
+    ("2", "1b", "MSG → UPCALL over raw TCP with the same lines"),
+    ("2", "1", "MSG → UPCALL over the 2-line ping-pong"),
+    ("2b", "1", "RETURN with next MSG, over the 2-line ping-pong"),
+];
+
+/// `row` over `base`, round by round; `None` unless both were measured in the same rounds.
+fn per_round_ratios(row: &Row, base: &Row) -> Option<Vec<f64>> {
+    if row.rounds.is_empty() || row.rounds.len() != base.rounds.len() {
+        return None;
+    }
+    let ratios = row.rounds.iter().zip(&base.rounds);
+    Some(
+        ratios
+            .map(|(row, base)| row.as_secs_f64() / base.as_secs_f64())
+            .collect(),
+    )
+}
+
 /// Everything one run measured, printed at the end as one table.
 #[derive(Default)]
 pub struct Report {
@@ -337,6 +409,50 @@ pub struct Report {
 }
 
 impl Report {
+    /// The ratios of parts 1 and 2, each the median of its rounds', with their spread.
+    fn print_ratios(&self, out: &mut String) {
+        let mut lines = Vec::new();
+        for tag in [AS_SCHEDULED, ONE_CPU] {
+            let find = |id: &str| {
+                let in_group = |row: &&Row| row.group == tag.group && row.id == id;
+                self.latency.iter().find(in_group)
+            };
+            for (top, bottom, what) in RATIOS {
+                let (Some(row), Some(base)) = (find(top), find(bottom)) else {
+                    continue;
+                };
+                let Some(ratios) = per_round_ratios(row, base) else {
+                    continue;
+                };
+                let (min, max) = (quantile(&ratios, 0.0), quantile(&ratios, 1.0));
+                let (q1, q3) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
+                lines.push(format!(
+                    "{:<64} {:>6} {:>6.2} {:>11} {:>11}",
+                    format!("{top:<2} / {bottom:<2} {what}{}", tag.suffix),
+                    ratios.len(),
+                    median(&ratios),
+                    format!("{q1:.2}–{q3:.2}"),
+                    format!("{min:.2}–{max:.2}"),
+                ));
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<64} {:>6} {:>6} {:>11} {:>11}",
+            "ratio of p50s, round by round (parts 1 and 2 alternate)",
+            "rounds",
+            "median",
+            "IQR",
+            "min–max"
+        );
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
     fn print(&self) {
         let mut out = String::new();
         for line in &self.header {
@@ -352,8 +468,14 @@ impl Report {
                 .latency
                 .iter()
                 .find(|other| other.baseline && other.group == row.group);
+            // Rows measured in the same rounds: the median of the ratios of each round, which
+            // the machine's drift between rounds does not move. Other rows: the ratio of p50s.
             let ratio = base.map_or("-".to_string(), |base| {
-                format!("{:.2}", row.p50.as_secs_f64() / base.p50.as_secs_f64())
+                let ratio = match per_round_ratios(row, base) {
+                    Some(ratios) => median(&ratios),
+                    None => row.p50.as_secs_f64() / base.p50.as_secs_f64(),
+                };
+                format!("{ratio:.2}")
             });
             let _ = writeln!(
                 out,
@@ -367,6 +489,7 @@ impl Report {
                 row.note
             );
         }
+        self.print_ratios(&mut out);
         if !self.rates.is_empty() {
             let _ = writeln!(
                 out,
@@ -447,13 +570,14 @@ enum Answer {
     WithNextMessage,
 }
 
-/// `rounds × iterations` round trips of `MSG haii` → one line back, after a warm-up.
-fn ping_pong(conn: &mut Conn, options: &Options, answer: Answer) -> io::Result<Vec<Duration>> {
-    let measured = options.repeats * options.iterations;
-    let warm_up = options.iterations.min(1000);
-    let mut samples = Vec::with_capacity(measured);
+/// `count` round trips of `MSG haii` → one line back; returns the time of each.
+///
+/// With [`Answer::WithNextMessage`], the `RETURN` owed for the last round trip leaves at the
+/// end, after the clock stopped, so that no upcall is left pending between blocks.
+fn ping_pong(conn: &mut Conn, count: usize, answer: Answer) -> io::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(count);
     let mut out = Vec::with_capacity(64);
-    for i in 0..warm_up + measured {
+    for _ in 0..count {
         out.extend_from_slice(MSG_LINE);
         let start = Instant::now();
         conn.send(&out)?;
@@ -473,64 +597,117 @@ fn ping_pong(conn: &mut Conn, options: &Options, answer: Answer) -> io::Result<V
         if answer != Answer::WithNextMessage {
             out.clear();
         }
-        if i >= warm_up {
-            samples.push(elapsed);
-        }
+        samples.push(elapsed);
+    }
+    if !out.is_empty() {
+        conn.send(&out)?;
     }
     Ok(samples)
 }
 
-fn part_baseline(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
-    progress!("1: raw TCP ping-pong{}", tag.suffix);
-    let raw = RawServer::start(false)?;
-    let mut conn = Conn::connect(raw.address, 4096)?;
-    let samples = ping_pong(&mut conn, options, Answer::None)?;
-    report.latency.push(Row::from_samples(
-        &format!("1  raw TCP ping-pong{}", tag.suffix),
-        "-",
-        tag.group,
-        true,
-        samples,
-        &format!(
-            "baseline: {} B out, {} B back",
-            MSG_LINE.len(),
-            wire::RAW_REPLY.len()
-        ),
-    ));
-    let samples = ping_pong(&mut conn, options, Answer::Alone)?;
-    report.latency.push(Row::from_samples(
-        &format!("1b raw TCP ping-pong + RETURN line{}", tag.suffix),
-        "-",
-        tag.group,
-        false,
-        samples,
-        "the lab's bytes and writes, no protocol",
-    ));
-    Ok(())
+/// One row of parts 1 and 2: which server, and what the client does with its answer.
+struct Trip {
+    label: &'static str,
+    library: bool,
+    answer: Answer,
+    note: &'static str,
 }
 
-fn part_message(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
-    progress!("2: MSG → UPCALL{}", tag.suffix);
+/// Rows 1, 2, 1b, 2b, in the order a round runs them: raw, server, raw, server.
+const TRIPS: [Trip; 4] = [
+    Trip {
+        label: "1  raw TCP ping-pong",
+        library: false,
+        answer: Answer::None,
+        note: "",
+    },
+    Trip {
+        label: "2  MSG → UPCALL (then RETURN)",
+        library: true,
+        answer: Answer::Alone,
+        note: "the library server, log off; RETURN in a write of its own",
+    },
+    Trip {
+        label: "1b raw TCP ping-pong + RETURN line",
+        library: false,
+        answer: Answer::Alone,
+        note: "the lab's bytes and writes, no protocol",
+    },
+    Trip {
+        label: "2b MSG → UPCALL, RETURN with next MSG",
+        library: true,
+        answer: Answer::WithNextMessage,
+        note: "RETURN and MSG in one write: one wake-up less",
+    },
+];
+
+/// Round trips thrown away at the start of each block: the first trips after a pause wake
+/// threads that slept through the other rows' blocks.
+const BLOCK_WARM_UP: usize = 20;
+
+/// Parts 1 and 2 together, in alternating rounds (ABAB...): each round runs a block of every
+/// row, raw and server in turn, and every other round runs them in the opposite order, so that a
+/// drift of the machine (another program starting a build) falls on both sides of a ratio alike.
+/// Each row keeps the p50 of each of its blocks; the ratios are taken round by round.
+fn part_rounds(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
+    let parts = &options.parts;
+    progress!(
+        "1 and 2: raw TCP and MSG → UPCALL, alternating{}",
+        tag.suffix
+    );
+    let raw = RawServer::start(false)?;
+    let mut raw_conn = Conn::connect(raw.address, 4096)?;
     let server = LibraryServer::start()?;
-    let (mut conn, _) = Conn::register(server.address, "on_event", 4096)?;
-    let samples = ping_pong(&mut conn, options, Answer::Alone)?;
-    report.latency.push(Row::from_samples(
-        &format!("2  MSG → UPCALL (then RETURN){}", tag.suffix),
-        "-",
-        tag.group,
-        false,
-        samples,
-        "the library server, log off; RETURN in a write of its own",
-    ));
-    let samples = ping_pong(&mut conn, options, Answer::WithNextMessage)?;
-    report.latency.push(Row::from_samples(
-        &format!("2b MSG → UPCALL, RETURN with next MSG{}", tag.suffix),
-        "-",
-        tag.group,
-        false,
-        samples,
-        "RETURN and MSG in one write: one wake-up less",
-    ));
+    let (mut upcall_conn, _) = Conn::register(server.address, "on_event", 4096)?;
+    let trips: Vec<&Trip> = TRIPS
+        .iter()
+        .filter(|trip| parts.contains(&if trip.library { 2 } else { 1 }))
+        .collect();
+    let mut samples = vec![Vec::new(); trips.len()];
+    let mut rounds = vec![Vec::new(); trips.len()];
+    // Warm-up: the connections, the servers' threads and the caches, once each.
+    for trip in &trips {
+        let conn = if trip.library {
+            &mut upcall_conn
+        } else {
+            &mut raw_conn
+        };
+        ping_pong(conn, options.block.min(1000), trip.answer)?;
+    }
+    for round in 0..options.rounds {
+        let mut order: Vec<usize> = (0..trips.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let trip = trips[index];
+            let conn = if trip.library {
+                &mut upcall_conn
+            } else {
+                &mut raw_conn
+            };
+            let mut block = ping_pong(conn, BLOCK_WARM_UP + options.block, trip.answer)?;
+            let mut block = block.split_off(BLOCK_WARM_UP);
+            block.sort();
+            rounds[index].push(percentile(&block, 50.0));
+            samples[index].append(&mut block);
+        }
+    }
+    let baseline_note = format!(
+        "baseline: {} B out, {} B back",
+        MSG_LINE.len(),
+        wire::RAW_REPLY.len()
+    );
+    for ((trip, samples), rounds) in trips.iter().zip(samples).zip(rounds) {
+        let baseline = trip.answer == Answer::None;
+        let note = if baseline { &baseline_note } else { trip.note };
+        let label = format!("{}{}", trip.label, tag.suffix);
+        let mut row = Row::from_samples(&label, "-", tag.group, baseline, samples, note);
+        row.rounds = rounds;
+        report.latency.push(row);
+    }
+    // Rows in the table's order: 1, 1b, 2, 2b.
+    report.latency.sort_by_key(|row| row.id.clone());
     Ok(())
 }
 
@@ -638,14 +815,10 @@ fn latency_parts(options: &Options, tag: &Tag, report: &mut Report, servercall: 
                 .push(format!("part {part}{}: {error}", tag.suffix));
         }
     };
-    if parts.contains(&1) {
+    if parts.contains(&1) || parts.contains(&2) {
         let mut rows = Report::default();
-        problem(1, part_baseline(options, tag, &mut rows));
-        report.latency.append(&mut rows.latency);
-    }
-    if parts.contains(&2) {
-        let mut rows = Report::default();
-        problem(2, part_message(options, tag, &mut rows));
+        let part = if parts.contains(&1) { 1 } else { 2 };
+        problem(part, part_rounds(options, tag, &mut rows));
         report.latency.append(&mut rows.latency);
     }
     if parts.contains(&3) {
@@ -682,6 +855,8 @@ fn latency_parts_on_one_cpu(options: &Options, report: &mut Report, servercall: 
         .args(["-c", "0"])
         .arg(exe)
         .args(["--one-cpu-child", "--parts", &parts.join(",")])
+        .args(["--rounds", &options.rounds.to_string()])
+        .args(["--block", &options.block.to_string()])
         .args(["--repeats", &options.repeats.to_string()])
         .args(["--iterations", &options.iterations.to_string()]);
     if let Some(path) = servercall {

@@ -36,8 +36,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Past what the machine allows, one client too many would abort the whole server (see
-    // `client_limit_here`): hold the limit below it, and say so.
+    // The soft open-file limit is often 1,024 (256 on macOS) while the hard one allows far more:
+    // take what the administrator allows, as Go's runtime does.
+    let _ = upcall::os::raise_open_file_limit();
+    // Past what the machine allows, one client too many would abort the whole server, or find no
+    // thread (see `client_limit_here`): hold the limit below it, and say so.
     let mut config = options.config;
     if let Some((limit, reason)) = upcall::server::client_limit_here() {
         if config.max_clients > limit {
@@ -58,23 +61,27 @@ fn main() -> ExitCode {
     say!("servercall listening on {address} (upcall/1). Type `help` for console commands.");
 
     // One printing thread for the log and the console's answers, so that they come out in the
-    // order they happened, and so that a paused terminal holds up only the console.
+    // order they happened, and so that a paused terminal holds up only the console (and that
+    // for a second at most).
+    let printer = Log::to_stdout();
     let log = if config.log {
-        Log::to_stdout()
+        printer.clone()
     } else {
         Log::off()
     };
-    let console_output: Box<dyn Write + Send> = if config.log {
-        Box::new(LogWriter::new(log.clone()))
-    } else {
-        Box::new(io::stdout())
-    };
     let server = Server::with_log(config, log);
-    let acceptor = {
+    let acceptor = thread::Builder::new().name("accept".into()).spawn({
         let server = server.clone();
-        thread::spawn(move || server.serve(listener))
+        move || server.serve(listener)
+    });
+    let acceptor = match acceptor {
+        Ok(acceptor) => acceptor,
+        Err(error) => {
+            eprintln!("servercall: cannot start the accept loop: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    let end = console::run(&server, io::stdin().lock(), console_output);
+    let end = console::run(&server, io::stdin().lock(), LogWriter::new(printer.clone()));
     if end.as_ref().is_ok_and(|end| *end == ConsoleEnd::Quit) {
         server.shutdown();
     }
@@ -85,6 +92,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     server.wait_for_clients_to_leave(Duration::from_secs(2));
-    say!("Server stopped.");
+    // Never waits: if nobody reads stdout, the program still ends.
+    printer.line(format_args!("Server stopped."));
+    printer.flush(Duration::from_millis(500));
+    if let Some((count, why)) = printer.unwritten() {
+        let note = format!("servercall: {count} lines of output could not be written ({why})\n");
+        let _ = io::stderr().write_all(note.as_bytes());
+    }
     ExitCode::SUCCESS
 }

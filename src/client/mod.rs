@@ -41,8 +41,7 @@
 //! the server does not take within [`WAIT`] ends the session, and leaving waits at most
 //! [`FAREWELL`] for the server.
 
-use std::io::BufRead;
-use std::net::TcpStream;
+use std::io::{BufRead, IsTerminal};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
@@ -53,17 +52,22 @@ mod mailbox;
 mod no_reader;
 mod screen;
 mod session;
+mod system;
 
 pub use connect::{connect, with_default_port};
 pub use screen::Screen;
+pub use system::{end_of_input_key, in_lab_container, in_words, Place};
 
+use connect::Incoming;
 use mailbox::Heard;
 use no_reader::without_reader_thread;
 use session::{
     no_upcall, read_upcalls, send_message, start, stopped_reading, wait_for_upcall, Sent, Session,
 };
+use system::is_end_of_input_key;
 
 use crate::framing::LineReader;
+use crate::lock;
 use crate::protocol::Message;
 
 /// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
@@ -103,14 +107,15 @@ pub fn run(config: &ClientConfig, keyboard: impl BufRead) -> Result<Link, String
 /// The normal client: a reader thread answers upcalls at any time, the main thread reads keys.
 fn with_reader_thread(
     session: &Arc<Session>,
-    mut reader: LineReader<TcpStream>,
+    mut reader: LineReader<Incoming>,
     keyboard: impl BufRead,
 ) -> Link {
     // The reader thread may wait for the server as long as it likes.
+    *lock(&session.read_deadline) = None;
     if let Err(error) = session.socket.set_read_timeout(None) {
         session
             .screen
-            .line(&format!("Server connection failed: {error}"));
+            .line(&format!("Server connection failed: {}", in_words(&error)));
         return Link::Lost;
     }
     let reader_session = Arc::clone(session);
@@ -141,12 +146,36 @@ fn keyboard_loop(
 ) -> Link {
     let mut prompt = "Enter message: ";
     let mut typed_bye = false;
+    // At a terminal, say once how to leave, with this system's key. (A script's output, as in
+    // the README's samples, stays the old lab's transcript.)
+    if std::io::stdin().is_terminal() {
+        session.screen.line(&format!(
+            "Type a message and press Enter; `bye` or {} ends the session.",
+            end_of_input_key()
+        ));
+    }
     session.screen.prompt(prompt);
-    for line in keyboard.lines() {
+    let mut keyboard = keyboard;
+    loop {
+        let line = match typed_line(&mut keyboard) {
+            Typed::Line(line) => line,
+            Typed::NotText => {
+                session.screen.prompt_answered();
+                session.screen.line(&not_text());
+                session.screen.prompt(prompt);
+                continue;
+            }
+            Typed::End => {
+                session.screen.prompt_answered();
+                break;
+            }
+        };
         session.screen.prompt_answered();
-        let Ok(line) = line else { break };
         if line.trim().eq_ignore_ascii_case("bye") {
             typed_bye = true;
+            break;
+        }
+        if is_end_of_input_key(&line) {
             break;
         }
         // An empty line sends nothing: the prompt simply comes again.
@@ -176,6 +205,46 @@ fn keyboard_loop(
     let _ = session.socket.set_write_timeout(Some(FAREWELL));
     let _ = session.send(&Message::Bye);
     Link::Up
+}
+
+/// One line from the keyboard.
+enum Typed {
+    /// A line of text, without its line ending.
+    Line(String),
+    /// A line that is not UTF-8 (another encoding): it was read and is skipped.
+    NotText,
+    /// The end of input (or a keyboard that cannot be read any more).
+    End,
+}
+
+/// Reads one line as bytes, so that a line in another encoding is one line to skip, not the end
+/// of the session (`lines()` would stop at it for good).
+fn typed_line(keyboard: &mut impl BufRead) -> Typed {
+    let mut bytes = Vec::new();
+    match keyboard.read_until(b'\n', &mut bytes) {
+        Ok(0) | Err(_) => return Typed::End,
+        Ok(_) => {}
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(line) => Typed::Line(line),
+        Err(_) => Typed::NotText,
+    }
+}
+
+/// What the user is told about a line that is not UTF-8, with the fix for their system.
+fn not_text() -> String {
+    let fix = if cfg!(windows) {
+        "the console sends its own code page: run `chcp 65001` first"
+    } else {
+        "set your terminal or script to UTF-8"
+    };
+    format!("Cannot send that line: it is not UTF-8 text ({fix}). Nothing was sent.")
 }
 
 /// Whether the connection is still there after a step of the session, and how it ended.

@@ -7,20 +7,21 @@
 //! reader thread starts.
 
 use std::io::BufRead;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::connect::Incoming;
 use super::mailbox::Heard;
 use super::{keyboard_loop, no_upcall, Link, Session, FAREWELL, WAIT};
 use crate::error::Error;
 use crate::framing::LineReader;
+use crate::lock;
 
 /// The client without a reader thread, like the old lab's: the socket is read only after the user
 /// has sent a message. Upcalls that arrive in between wait in the socket, unanswered.
 pub(super) fn without_reader_thread(
     session: &Session,
-    mut reader: LineReader<TcpStream>,
+    mut reader: LineReader<Incoming>,
     keyboard: impl BufRead,
 ) -> Link {
     let ending = keyboard_loop(session, keyboard, |expected| {
@@ -64,14 +65,15 @@ pub(super) enum Waited {
 /// in this mode, and in every client while it registers its callbacks, before the reader starts.
 pub(super) fn read_until(
     session: &Session,
-    reader: &mut LineReader<TcpStream>,
+    reader: &mut LineReader<Incoming>,
     patience: Duration,
     done: impl Fn(&Heard) -> bool,
 ) -> Waited {
     let deadline = Instant::now() + patience;
+    // Every read of the socket gives up at the deadline, however the bytes trickle.
+    *lock(&session.read_deadline) = Some(deadline);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || session.socket.set_read_timeout(Some(left)).is_err() {
+        if Instant::now() >= deadline {
             return Waited::TimedOut;
         }
         let heard = match reader.read_message() {

@@ -14,10 +14,10 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::log::thousands;
 
@@ -95,8 +95,20 @@ impl Screen {
 
     /// Prints the session's last line: like [`Screen::line`], but the prompt is not shown again,
     /// since the program is about to exit. Waits (briefly) until it is on the terminal.
+    /// The program exits after it, so a terminal that does not take it (paused, or a pipe
+    /// nobody reads) is given a second, not for ever.
     pub fn last_line(&self, text: &str) {
-        let _ = self.queue.send(Print::LastLine(text.to_string()));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut print = Print::LastLine(text.to_string());
+        loop {
+            match self.queue.try_send(print) {
+                Err(TrySendError::Full(again)) if Instant::now() < deadline => {
+                    print = again;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
         self.flush();
     }
 

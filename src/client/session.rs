@@ -6,17 +6,19 @@
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::connect::Incoming;
 use super::mailbox::{Heard, Mailbox};
 use super::no_reader::{read_until, Waited};
+use super::system::in_words;
 use super::{connect, with_default_port, ClientConfig, Link, Screen, WAIT};
 use crate::callbacks::{self, CALLBACKS};
 use crate::error::Error;
 use crate::framing::{LineReader, LineSender};
 use crate::lock;
-use crate::log::seconds;
+use crate::log::{seconds, thousands};
 use crate::protocol::{self, Message, ProtocolError, ON_EVENT, SERVER_VERBS};
 
 /// What both threads share.
@@ -24,8 +26,11 @@ pub(super) struct Session {
     /// Lock: guards the order of bytes on the socket: the main thread sends `MSG` and `BYE`, the
     /// reader thread sends `RETURN` and `FAIL`, and each line must leave whole. Held for one write.
     pub(super) writer: Mutex<LineSender<TcpStream>>,
-    /// Another handle to the socket, to set how long a read may wait. Socket options need no lock.
+    /// Another handle to the socket, for its options. Socket options need no lock.
     pub(super) socket: TcpStream,
+    /// Lock: guards when the reads of the socket give up (see [`Incoming`]); `None`: never.
+    /// Held only to set it, never across a read.
+    pub(super) read_deadline: Arc<Mutex<Option<Instant>>>,
     pub(super) screen: Screen,
     pub(super) mailbox: Mailbox,
     pub(super) max_line: usize,
@@ -33,18 +38,21 @@ pub(super) struct Session {
     pub(super) leaving: AtomicBool,
 }
 
-/// Connect, read `WELCOME`, register every callback.
-pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStream>), String> {
+/// Connect, read `WELCOME`, register every callback. Each step has its own deadline of [`WAIT`]
+/// however slowly the server's bytes trickle in, so starting ends, one way or the other, within
+/// about three times [`WAIT`] (and `bye` or the end of input, read after it, end the session).
+pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<Incoming>), String> {
     let server = with_default_port(&config.server);
     let stream = connect(&server)?;
-    let lost = |error: io::Error| format!("lost the connection to {server}: {error}");
+    let lost = |error: io::Error| format!("lost the connection to {server}: {}", in_words(&error));
     // See the server's `admit` on TCP_NODELAY: the same reasoning holds for RETURN lines.
     stream.set_nodelay(true).map_err(lost)?;
-    stream.set_read_timeout(Some(WAIT)).map_err(lost)?;
     // A server that stops reading fills the socket's buffers; then a write gives up after this
     // long instead of hanging the client for ever.
     stream.set_write_timeout(Some(WAIT)).map_err(lost)?;
-    let mut reader = LineReader::new(stream.try_clone().map_err(lost)?, config.max_line);
+    let (incoming, read_deadline) = Incoming::new(stream.try_clone().map_err(lost)?);
+    *lock(&read_deadline) = Some(Instant::now() + WAIT);
+    let mut reader = LineReader::new(incoming, config.max_line);
     let client_id = match reader.read_message() {
         Ok(Some(Message::Welcome { client_id })) => client_id,
         Ok(Some(Message::Err { reason })) => return Err(format!("the server said: {reason}")),
@@ -62,10 +70,17 @@ pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStr
         Err(Error::Protocol(error)) => {
             return Err(format!("{server} does not speak upcall/1 ({error})"))
         }
+        Err(error) if error.is_timeout() => {
+            return Err(format!(
+                "{server} did not say WELCOME within {}: is it an upcall server? Check the \
+                 address and port.",
+                seconds(WAIT)
+            ))
+        }
         Err(Error::Io(error)) => {
             return Err(format!(
-                "{server} did not say WELCOME within {} ({error})",
-                seconds(WAIT)
+                "{server} did not say WELCOME: {}",
+                in_words(&error)
             ))
         }
     };
@@ -75,6 +90,7 @@ pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStr
             config.max_line,
         )),
         socket: stream,
+        read_deadline,
         screen: Screen::new(),
         mailbox: Mailbox::default(),
         max_line: config.max_line,
@@ -114,7 +130,7 @@ pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<TcpStr
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
-pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<TcpStream>) {
+pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<Incoming>) {
     loop {
         match reader.read_message() {
             Ok(Some(message)) => match session.handle(message) {
@@ -208,6 +224,43 @@ pub(super) fn no_upcall() -> String {
     format!("No upcall from the server within {}.", seconds(WAIT))
 }
 
+/// An upcall this client ran and what it answered, in the words of the server's log:
+/// `Upcall 3 from server: uppercase("haii") -> HAII`. A long argument or value is cut, so that
+/// one upcall stays one line a student can read.
+fn ran_here(id: u64, callback: &str, argument: &str, answer: &Message) -> String {
+    let call = if argument.is_empty() {
+        format!("{callback}()")
+    } else {
+        let (shown, cut) = shortened(argument);
+        format!("{callback}({shown:?}{cut})")
+    };
+    let result = match answer {
+        Message::Return { value, .. } if value.is_empty() => "(an empty value)".to_string(),
+        Message::Return { value, .. } => {
+            let (shown, cut) = shortened(value);
+            format!("{shown}{cut}")
+        }
+        Message::Fail { reason, .. } => format!("failed: {reason}"),
+        other => other.verb().to_string(),
+    };
+    format!("Upcall {id} from server: {call} -> {result}")
+}
+
+/// Characters of an argument or a value shown on the upcall's line.
+const SHOWN: usize = 60;
+
+/// The first [`SHOWN`] characters of `text`, and what to add when it had more (`..., 4,000
+/// characters in all`).
+fn shortened(text: &str) -> (&str, String) {
+    match text.char_indices().nth(SHOWN) {
+        None => (text, String::new()),
+        Some((end, _)) => {
+            let count = thousands(text.chars().count() as u64);
+            (&text[..end], format!("..., {count} characters in all"))
+        }
+    }
+}
+
 impl Session {
     pub(super) fn send(&self, message: &Message) -> Result<(), Error> {
         lock(&self.writer).send(message)
@@ -234,16 +287,24 @@ impl Session {
                         reason: format!("unknown callback {callback}"),
                     },
                 };
-                match self.send(&answer) {
+                let answer = match self.send(&answer) {
                     Err(Error::Protocol(error)) => {
                         // The result cannot go on the wire (too long, say): the server still
                         // gets an answer, so it need not wait out its timeout.
-                        self.send(&Message::Fail {
+                        let fail = Message::Fail {
                             id,
                             reason: format!("the result cannot be sent: {error}"),
-                        })?;
+                        };
+                        self.send(&fail)?;
+                        fail
                     }
-                    sent => sent?,
+                    sent => sent.map(|()| answer)?,
+                };
+                // `on_event` shows itself (the old lab's line); every other upcall is shown here,
+                // as the server's log shows it, with what went back: the function ran *here*.
+                if callback != ON_EVENT {
+                    self.screen
+                        .news(&ran_here(id, &callback, &argument, &answer));
                 }
                 Ok((callback == ON_EVENT).then_some(Heard::OnEvent(argument)))
             }

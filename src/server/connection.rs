@@ -5,204 +5,61 @@
 //! Whatever happens here ends this one connection at worst: a bad line gets `ERR` and the next
 //! line is read; a broken socket ends this thread, and the others never notice.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::limits::{MessageRate, Noise};
-use super::peer::{NotFiled, Peer};
+use super::limits::{self, MessageRate};
+use super::peer::{NotFiled, Peer, SharedSocket};
 use super::pending::Outcome;
 use super::Server;
 use crate::error::Error;
+use crate::framing::{Line, LineReader};
 use crate::log::seconds;
+use crate::os::{self, Interest};
 use crate::protocol::{self, Message, ProtocolError, CLIENT_VERBS, ON_EVENT};
 
 /// What the connection does after a line.
 enum Next {
     /// Read the next line.
     Read,
-    /// The client said `BYE`: the connection ends.
-    Close,
+    /// The connection ends; the log says this about it (`disconnected`, `dropped: ...`).
+    Close(String),
+}
+
+/// One connection's state, owned by its thread from `WELCOME` to the last line: the one place
+/// that knows what this client has done so far.
+struct Connection<'a> {
+    server: &'a Server,
+    peer: &'a Peer,
+    reader: LineReader<SharedSocket>,
+    /// Lines that cost the server work: messages, empty lines, repeated `REGISTER`s.
+    lines: MessageRate,
+    /// Lines answered with `ERR`.
+    refused: MessageRate,
+    connected: Instant,
+    /// A complete, non-empty line has arrived.
+    said_anything: bool,
+    /// A callback is registered: this connection is a client, not a port scan or a squatter.
+    registered: bool,
 }
 
 impl Server {
     /// Serves one client from `WELCOME` to its last line.
     pub(super) fn serve_client(&self, peer: &Peer) {
         log!(self, "Connection from: {} ({})", peer.address, peer.name);
-        let config = self.config();
-        let mut reader = peer.reader();
-        let mut rate = MessageRate::new(config.max_msg_rate);
-        let mut bad_lines = MessageRate::new(config.max_msg_rate);
-        let connected = Instant::now();
-        let mut said_anything = false;
-        let welcome = Message::Welcome {
-            client_id: peer.name.clone(),
-        };
-        let mut farewell = String::from("disconnected");
-        if peer.send(self, &welcome).is_ok() {
-            loop {
-                match reader.read_message() {
-                    Ok(Some(message)) => {
-                        said_anything = true;
-                        if let Next::Close = self.handle(peer, message, &mut rate) {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(Error::Protocol(error)) => {
-                        self.reject(peer, bad_line(error, config.max_line));
-                        // Each bad line costs an `ERR` back, the same size or larger: a script
-                        // that sends garbage in a loop is disconnected, like IRC's "Excess Flood".
-                        if !bad_lines.allow(Instant::now()) {
-                            let reason = format!(
-                                "too many bad lines: more than {} a second",
-                                config.max_msg_rate
-                            );
-                            peer.refuse(self, format!("{reason}; closing the connection"));
-                            farewell = format!("dropped: {reason}");
-                            break;
-                        }
-                    }
-                    // The socket's read timeout (the line timeout) passed: is this connection
-                    // holding a slot without using it?
-                    Err(error) if error.is_timeout() => {
-                        let limit = seconds(config.line_timeout);
-                        let reason = match reader.partial_line_since() {
-                            Some(since) if since.elapsed() >= config.line_timeout => {
-                                format!("a line was left unfinished for {limit}")
-                            }
-                            None if !said_anything
-                                && connected.elapsed() >= config.line_timeout =>
-                            {
-                                format!("no complete line within {limit} of connecting")
-                            }
-                            // A client that is merely quiet: it may think as long as it likes.
-                            _ => continue,
-                        };
-                        peer.refuse(self, format!("{reason}: closing the connection"));
-                        farewell = format!("dropped: {reason}");
-                        break;
-                    }
-                    Err(Error::Io(error)) => {
-                        farewell = format!("disconnected ({error})");
-                        break;
-                    }
-                }
-            }
+        let mut connection = Connection::new(self, peer);
+        let farewell = connection.run();
+        if farewell.starts_with("dropped") {
+            connection.linger();
         }
         self.forget(peer);
         log!(self, "{} {farewell}", peer.name);
     }
 
-    /// One message from a client.
-    fn handle(&self, peer: &Peer, message: Message, rate: &mut MessageRate) -> Next {
-        match message {
-            Message::Register { callback } => match peer.register(&callback) {
-                Ok(()) => {
-                    peer.note(
-                        self,
-                        Noise::Registered,
-                        format_args!("{} registered {callback}", peer.name),
-                    );
-                    let _ = peer.send(self, &Message::Registered { callback });
-                }
-                Err(reason) => self.reject(peer, reason),
-            },
-            Message::Msg { text } => {
-                if rate.allow(Instant::now()) {
-                    self.pass_on(peer, &text);
-                } else {
-                    let limit = self.config().max_msg_rate;
-                    self.reject(
-                        peer,
-                        format!(
-                            "too many messages: at most {limit} a second (bursts of {}); \
-                             this one was not passed on",
-                            2 * limit
-                        ),
-                    );
-                }
-            }
-            Message::Return { id, value } => self.answer(peer, id, Outcome::Returned(value)),
-            Message::Fail { id, reason } => self.answer(peer, id, Outcome::Failed(reason)),
-            // Lines that only a server sends. The parser reads both directions (one grammar for
-            // the whole protocol); refusing them is the receiver's job.
-            Message::Welcome { .. }
-            | Message::Registered { .. }
-            | Message::Upcall { .. }
-            | Message::Err { .. } => {
-                let reason = format!("{} is sent by the server, not by a client", message.verb());
-                self.reject(peer, reason);
-            }
-            Message::Bye => {
-                log!(self, "{} said BYE", peer.name);
-                let _ = peer.send(self, &Message::Bye);
-                return Next::Close;
-            }
-        }
-        Next::Read
-    }
-
-    /// `MSG <text>`: log it, call `on_event` back on the sender, and on every other client.
-    ///
-    /// This thread only *sends* the upcalls; their answers arrive on the other clients' sockets
-    /// and are read by their own threads. Waiting here would stop this client's socket from being
-    /// read, its own `RETURN` included. Sending never waits either: a client that is not reading
-    /// gets the line in its outbox.
-    fn pass_on(&self, sender: &Peer, text: &str) {
-        sender.note(
-            self,
-            Noise::Received,
-            format_args!("Received from {}: {text}", sender.name),
-        );
-        match sender.upcall(self, ON_EVENT, &protocol::processing(text), None) {
-            Ok(_) | Err(NotFiled::Gone) => {}
-            Err(reason) => sender.refuse(self, reason.to_string()),
-        }
-        let relayed = protocol::relayed(&sender.name, text);
-        for other in self.snapshot() {
-            if other.number != sender.number && other.has_callback(ON_EVENT) {
-                // A failure here concerns `other` only: it goes to the log, not to the sender.
-                match other.upcall(self, ON_EVENT, &relayed, None) {
-                    Ok(_) | Err(NotFiled::Gone) => {}
-                    Err(reason) => {
-                        other.note(
-                            self,
-                            Noise::Upcall,
-                            format_args!("Upcall to {} not sent: {reason}", other.name),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// `RETURN`/`FAIL <id>`: hand the outcome to whoever waits for upcall `id`.
-    fn answer(&self, peer: &Peer, id: u64, outcome: Outcome) {
-        match peer.take_pending(id) {
-            Some(pending) => self.settle(peer, id, pending, outcome),
-            None => self.reject(
-                peer,
-                format!(
-                    "unknown upcall id {id} (never sent, already answered, or given up after \
-                     the timeout)"
-                ),
-            ),
-        }
-    }
-
-    /// The one way a line is refused: the log says why (summarised if it repeats), the client
-    /// gets `ERR` with the same reason, and the connection stays.
-    fn reject(&self, peer: &Peer, reason: String) {
-        peer.note(
-            self,
-            Noise::Refused,
-            format_args!("{} sent a bad line: {reason}", peer.name),
-        );
-        peer.refuse(self, reason);
-    }
-
     /// Takes a client out of the registry and fails every upcall still waiting on it, at once: a
     /// console `call` to a client that just disconnected must not sit out the whole timeout.
-    fn forget(&self, peer: &Peer) {
+    /// Called by the client's own thread when it ends, and by whoever drops the client before
+    /// that (a second call does nothing more).
+    pub(super) fn forget(&self, peer: &Peer) {
         self.leave(peer);
         peer.hang_up();
         for (id, pending) in peer.close() {
@@ -211,6 +68,326 @@ impl Server {
         for summary in peer.repeats_due(Instant::now(), true) {
             log!(self, "{summary}");
         }
+    }
+}
+
+impl<'a> Connection<'a> {
+    fn new(server: &'a Server, peer: &'a Peer) -> Connection<'a> {
+        let rate = server.config().max_msg_rate;
+        Connection {
+            server,
+            peer,
+            reader: peer.reader(),
+            lines: MessageRate::new(rate),
+            refused: MessageRate::new(rate),
+            connected: Instant::now(),
+            said_anything: false,
+            registered: false,
+        }
+    }
+
+    /// Greets the client and answers its lines until the connection ends; returns what the log
+    /// says about the end.
+    fn run(&mut self) -> String {
+        let welcome = Message::Welcome {
+            client_id: self.peer.name.clone(),
+        };
+        if self.peer.send(self.server, &welcome).is_err() {
+            return "disconnected".into();
+        }
+        loop {
+            let next = match self.reader.read_line_or_empty() {
+                Ok(Some(line)) => {
+                    self.peer.heard_from();
+                    self.handle(line)
+                }
+                Ok(None) => Next::Close("disconnected".into()),
+                Err(Error::Protocol(error)) => {
+                    self.peer.heard_from();
+                    let max_line = self.server.config().max_line;
+                    self.refuse(bad_line(error, max_line))
+                }
+                // Nothing more to read for now: wait for it (the socket is non-blocking).
+                Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.wait_for_input()
+                }
+                // The kernel gave up on the connection: keepalive probes, or data sent to the
+                // client, went unanswered (a laptop asleep, a student who left the Wi-Fi).
+                Err(Error::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::HostUnreachable
+                            | std::io::ErrorKind::NetworkUnreachable
+                    ) =>
+                {
+                    Next::Close(format!(
+                        "vanished: its computer stopped answering for {} (TCP keepalive)",
+                        seconds(limits::KEEPALIVE_GIVE_UP)
+                    ))
+                }
+                Err(Error::Io(error)) => Next::Close(format!("disconnected ({error})")),
+            };
+            if let Next::Close(farewell) = next {
+                return farewell;
+            }
+        }
+    }
+
+    /// One line from the client.
+    fn handle(&mut self, line: Line) -> Next {
+        let Line::Message(message) = line else {
+            // An empty line means nothing, and costs nothing, unless it comes in a flood.
+            return self.count_line();
+        };
+        self.said_anything = true;
+        match message {
+            Message::Register { callback } => self.register(callback),
+            Message::Msg { text } => {
+                if self.lines.allow(Instant::now()) {
+                    self.pass_on(&text)
+                } else {
+                    let limit = self.server.config().max_msg_rate;
+                    self.refuse(format!(
+                        "too many messages: at most {limit} a second (bursts of {}); \
+                         this one was not passed on",
+                        2 * limit
+                    ))
+                }
+            }
+            Message::Return { id, value } => self.answer(id, Outcome::Returned(value)),
+            Message::Fail { id, reason } => self.answer(id, Outcome::Failed(reason)),
+            // Lines that only a server sends. The parser reads both directions (one grammar for
+            // the whole protocol); refusing them is the receiver's job.
+            Message::Welcome { .. }
+            | Message::Registered { .. }
+            | Message::Upcall { .. }
+            | Message::Err { .. } => self.refuse(format!(
+                "{} is sent by the server, not by a client",
+                message.verb()
+            )),
+            Message::Bye => {
+                log!(self.server, "{} said BYE", self.peer.name);
+                let _ = self.peer.send(self.server, &Message::Bye);
+                Next::Close("disconnected".into())
+            }
+        }
+    }
+
+    /// `REGISTER <callback>`. A new callback is free; registering one again is a line like any
+    /// other, counted against the rate.
+    fn register(&mut self, callback: String) -> Next {
+        if self.peer.has_callback(&callback) {
+            if let Next::Close(farewell) = self.count_line() {
+                return Next::Close(farewell);
+            }
+        }
+        match self.peer.register(&callback) {
+            Ok(()) => {
+                self.registered = true;
+                let name = &self.peer.name;
+                note!(
+                    self.server,
+                    self.peer,
+                    Registered,
+                    "{name} registered {callback}"
+                );
+                let _ = self
+                    .peer
+                    .send(self.server, &Message::Registered { callback });
+                Next::Read
+            }
+            Err(reason) => self.refuse(reason),
+        }
+    }
+
+    /// A line that did nothing useful (an empty line, a repeated `REGISTER`): fine now and then,
+    /// refused past the message rate.
+    fn count_line(&mut self) -> Next {
+        if self.lines.allow(Instant::now()) {
+            return Next::Read;
+        }
+        let limit = self.server.config().max_msg_rate;
+        self.refuse(format!(
+            "too many lines: at most {limit} a second (bursts of {}); this one was ignored",
+            2 * limit
+        ))
+    }
+
+    /// `MSG <text>`: log it, call `on_event` back on the sender, and on every other client.
+    ///
+    /// This thread only *sends* the upcalls; their answers arrive on the other clients' sockets
+    /// and are read by their own threads. Waiting here would stop this client's socket from being
+    /// read, its own `RETURN` included. Sending never waits either: a client that is not reading
+    /// gets the line in its outbox.
+    fn pass_on(&mut self, text: &str) -> Next {
+        let (server, sender) = (self.server, self.peer);
+        let name = &sender.name;
+        note!(server, sender, Received, "Received from {name}: {text}");
+        match sender.upcall(server, ON_EVENT, &protocol::processing(text), None) {
+            Ok(_) | Err(NotFiled::Gone) => {}
+            // Too long for the sender's own upcall is too long for the others' too (theirs names
+            // the sender): one `ERR` says it.
+            Err(reason @ NotFiled::BadLine(..)) => return self.tell(reason.to_string()),
+            Err(reason) => {
+                if let Next::Close(farewell) = self.tell(reason.to_string()) {
+                    return Next::Close(farewell);
+                }
+            }
+        }
+        let relayed = protocol::relayed(name, text);
+        if !fits_any_upcall(&relayed, server.config().max_line) {
+            return self.tell(format!(
+                "message too long to pass on: the upcall to the others would be over the {}-byte \
+                 line limit (at most about {} bytes of text)",
+                server.config().max_line,
+                longest_relayed_text(name, server.config().max_line)
+            ));
+        }
+        for other in server.snapshot() {
+            if other.number != sender.number && other.has_callback(ON_EVENT) {
+                // A failure here concerns `other` only: it goes to the log, not to the sender.
+                match other.upcall(server, ON_EVENT, &relayed, None) {
+                    Ok(_) | Err(NotFiled::Gone) => {}
+                    Err(reason) => {
+                        let to = &other.name;
+                        note!(server, other, Upcall, "Upcall to {to} not sent: {reason}");
+                    }
+                }
+            }
+        }
+        Next::Read
+    }
+
+    /// `RETURN`/`FAIL <id>`: hand the outcome to whoever waits for upcall `id`.
+    fn answer(&mut self, id: u64, outcome: Outcome) -> Next {
+        match self.peer.take_pending(id) {
+            Some(pending) => {
+                self.server.settle(self.peer, id, pending, outcome);
+                Next::Read
+            }
+            None => self.refuse(format!(
+                "unknown upcall id {id} (never sent, already answered, or given up after the \
+                 timeout)"
+            )),
+        }
+    }
+
+    /// Refuses the last line: the log says why (summarised if it repeats), and [`Self::tell`]
+    /// answers it.
+    fn refuse(&mut self, reason: String) -> Next {
+        let name = &self.peer.name;
+        note!(
+            self.server,
+            self.peer,
+            Refused,
+            "{name} sent a bad line: {reason}"
+        );
+        self.tell(reason)
+    }
+
+    /// `ERR <reason>` for the last line; the connection stays, unless lines are refused faster
+    /// than the message rate. Each refusal costs an `ERR` back, the same size or larger: a
+    /// script that sends garbage (or anything useless) in a loop is disconnected, like IRC's
+    /// "Excess Flood".
+    fn tell(&mut self, reason: String) -> Next {
+        self.peer.refuse(self.server, reason);
+        if self.refused.allow(Instant::now()) {
+            return Next::Read;
+        }
+        let limit = self.server.config().max_msg_rate;
+        let reason = format!("too many refused lines: more than {limit} a second");
+        self.peer
+            .refuse(self.server, format!("{reason}; closing the connection"));
+        Next::Close(format!("dropped: {reason}"))
+    }
+
+    /// Before closing a connection the server refused, lets the client read why: the sending side
+    /// is closed (the `ERR` goes out, then a FIN), and what the client still sends is read and
+    /// thrown away for a moment. Closing a socket with unread bytes in it sends a reset instead,
+    /// and the client's kernel may then throw away the `ERR` before the client reads it.
+    fn linger(&mut self) {
+        const LINGER: Duration = Duration::from_secs(1);
+        const LINGER_BYTES: usize = 1 << 20;
+        let mut socket = self.peer.socket();
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        let mut buffer = [0; 4096];
+        while discarded < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match std::io::Read::read(&mut socket, &mut buffer) {
+                Ok(0) => break,
+                Ok(read) => discarded += read,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = os::wait(&[(socket, Interest::Read)], Some(left));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits until the client sends more, or until one of its deadlines passes.
+    fn wait_for_input(&mut self) -> Next {
+        loop {
+            if self.peer.is_hung_up() {
+                return Next::Close("disconnected".into());
+            }
+            let deadline = self.deadline();
+            let now = Instant::now();
+            let timeout = deadline.map(|deadline| deadline.saturating_duration_since(now));
+            if timeout == Some(Duration::ZERO) {
+                return self.past_deadline();
+            }
+            let timeout = match (timeout, limits::HANG_UP_CHECK) {
+                (Some(timeout), Some(check)) => Some(timeout.min(check)),
+                (timeout, check) => timeout.or(check),
+            };
+            match os::wait(&[(self.peer.socket(), Interest::Read)], timeout) {
+                Ok(ready) if ready.first() == Some(&true) => return Next::Read,
+                Ok(_) => {} // a deadline, or time to look at `is_hung_up` again
+                Err(error) => return Next::Close(format!("disconnected ({error})")),
+            }
+        }
+    }
+
+    /// When the client must have done something by: registered a callback (a new connection),
+    /// or finished the line it began. A registered client that is merely quiet has no deadline:
+    /// it may think as long as it likes (a person typing by hand with `nc`).
+    fn deadline(&self) -> Option<Instant> {
+        let timeout = self.server.config().line_timeout;
+        let unregistered = (!self.registered).then(|| self.connected + timeout);
+        let partial = self
+            .reader
+            .partial_line_since()
+            .map(|since| since + timeout);
+        [unregistered, partial].into_iter().flatten().min()
+    }
+
+    /// A deadline passed: this connection is holding a slot without using it. The reason given
+    /// is that of the deadline that came first (a thread woken late may find both passed).
+    fn past_deadline(&mut self) -> Next {
+        let timeout = self.server.config().line_timeout;
+        let limit = seconds(timeout);
+        let unregistered = (!self.registered).then(|| self.connected + timeout);
+        let partial = self
+            .reader
+            .partial_line_since()
+            .map(|since| since + timeout);
+        let reason = match (unregistered, partial) {
+            (Some(register_by), Some(finish_by)) if finish_by < register_by => {
+                format!("a line was left unfinished for {limit}")
+            }
+            (None, Some(_)) => format!("a line was left unfinished for {limit}"),
+            _ if !self.said_anything => format!("no complete line within {limit} of connecting"),
+            _ => format!("no callback registered within {limit} of connecting"),
+        };
+        self.peer
+            .refuse(self.server, format!("{reason}: closing the connection"));
+        Next::Close(format!("dropped: {reason}"))
     }
 }
 
@@ -224,4 +401,24 @@ fn bad_line(error: ProtocolError, max_line: usize) -> String {
         ProtocolError::UnknownVerb => format!("{error} (expected {CLIENT_VERBS})"),
         _ => error.to_string(),
     }
+}
+
+/// Whether `UPCALL <id> on_event <argument>` fits in a line for every id a client can have.
+fn fits_any_upcall(argument: &str, max_line: usize) -> bool {
+    let longest = Message::Upcall {
+        id: u64::MAX,
+        callback: ON_EVENT.into(),
+        argument: argument.into(),
+    };
+    longest.encode().is_ok_and(|line| line.len() <= max_line)
+}
+
+/// About how many bytes of text a `MSG` from `sender` may have to be passed on.
+fn longest_relayed_text(sender: &str, max_line: usize) -> usize {
+    let overhead = format!(
+        "UPCALL {} {ON_EVENT} {}\n",
+        u64::MAX,
+        protocol::relayed(sender, "")
+    );
+    max_line.saturating_sub(overhead.len())
 }

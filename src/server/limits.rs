@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::log::thousands;
+use crate::os::MachineFacts;
 
 /// Stack size of a client's thread. A connection thread only parses short lines and formats a few
 /// strings, which needs a few KiB of stack; the default of 2 MiB is reserved address space that ten
@@ -168,6 +169,11 @@ impl Repeats {
         }
     }
 
+    /// Lines were skipped that no summary has counted yet.
+    pub fn owed(&self) -> bool {
+        self.windows.iter().any(|window| window.skipped > 0)
+    }
+
     /// Summaries of windows that ended with lines skipped: the sweeper prints them, so a flood
     /// that stops still gets its last count. With `all`, every open window counts as ended (the
     /// client is leaving).
@@ -203,7 +209,7 @@ impl Window {
 }
 
 /// `Option<Instant>::is_none_or` is newer than Rust 1.85; this is the one use we need.
-trait Expired {
+pub(super) trait Expired {
     fn is_none_or_expired(&self, now: Instant, after: Duration) -> bool;
 }
 
@@ -216,78 +222,119 @@ impl Expired for Option<Instant> {
     }
 }
 
-/// How many finished handshakes the kernel may hold for `accept`: Linux's own cap
-/// (`net.core.somaxconn`, 4096 by default) applies on top.
-pub const LISTEN_BACKLOG: i32 = 4096;
+/// TCP keepalive: after this long without a byte from a client, its kernel is asked whether the
+/// connection still exists. A `clientcall` or `nc` that is merely quiet answers from its kernel,
+/// without its user doing anything; a laptop whose lid closed, or that left the Wi-Fi, does not.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 
-/// Lets the kernel queue up to [`LISTEN_BACKLOG`] new connections for the accept loop.
+/// Time between two keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A client whose computer has answered nothing for this long (no probe answered, or, on Linux,
+/// data sent to it left unacknowledged) is dropped. Both clocks start at most this long after
+/// the last thing it said, so it is gone within a minute of that, whether or not anything was
+/// sent to it. Without this a vanished client stays for the ~15 minutes of TCP's
+/// retransmissions, or for ever if nothing is sent to it.
+pub const KEEPALIVE_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// How often a connection thread that has nothing to wait for looks whether its connection was
+/// hung up by another thread. On Linux and macOS a `shutdown` wakes the waiting thread at once;
+/// on Windows it does not (rust-lang/rust#121594), so there the thread looks every second. The
+/// client has left the registry already by then: this only frees the thread.
+#[cfg(windows)]
+pub const HANG_UP_CHECK: Option<Duration> = Some(Duration::from_secs(1));
+#[cfg(not(windows))]
+pub const HANG_UP_CHECK: Option<Duration> = None;
+
+/// What one client costs of each resource the machine limits, and what the process needs
+/// besides its clients.
+const MAPS_PER_CLIENT: u64 = 4;
+const SPARE_MAPS: u64 = 1000;
+const SPARE_THREADS: u64 = 16;
+/// Address space per client: a 64 KiB stack and its guard page, std's signal stack and its guard
+/// page, buffers; rounded up.
+const ADDRESS_SPACE_PER_CLIENT: u64 = 256 * 1024;
+
+/// How many client threads this machine lets the process hold, and which limit says so.
 ///
-/// std's `TcpListener::bind` asks for a queue of 128. When a class connects at once, the accept
-/// loop shares two cores with thousands of new client threads, and 128 connections arrive before
-/// it runs again; the kernel drops the rest, and each of those clients waits a second (then three,
-/// then seven) for its SYN to be retried: 5,000 clients took 13 s here. Calling `listen` again on a
-/// listening socket only changes the length of its queue (POSIX and Linux say so), and std has no
-/// way to ask for that, so this is the crate's one call into the C library directly. On other
-/// systems it does nothing, and the queue stays at 128.
-#[cfg(unix)]
-pub fn widen_listen_queue(listener: &std::net::TcpListener) {
-    use std::os::fd::AsRawFd;
-    extern "C" {
-        fn listen(socket: i32, backlog: i32) -> i32;
+/// Each client costs a thread, four memory maps (its stack and guard page, and std's signal stack
+/// and guard page), one file descriptor and some address space. Past `vm.max_map_count` a new
+/// thread cannot map its signal stack and std aborts the *whole process*; past the others a
+/// thread or a connection cannot be had. So `servercall` holds `--max-clients` below all of them,
+/// leaving a margin for the process's own needs. `None` where the system states no limit.
+pub fn client_limit(facts: &MachineFacts) -> Option<(usize, String)> {
+    let mut limits: Vec<(u64, String)> = Vec::new();
+    if let Some(maps) = facts.max_map_count {
+        let clients = maps.saturating_sub(SPARE_MAPS) / MAPS_PER_CLIENT;
+        limits.push((
+            clients,
+            format!("vm.max_map_count {maps} allows about {clients} client threads"),
+        ));
     }
-    // SAFETY: `listen` takes a file descriptor and a number and touches no memory of ours; the
-    // descriptor stays open for the call because `listener` is borrowed.
-    let _ = unsafe { listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
-}
-
-#[cfg(not(unix))]
-pub fn widen_listen_queue(_listener: &std::net::TcpListener) {}
-
-/// How many client threads this machine lets one process hold, and which limit says so.
-///
-/// Each client costs a thread, and each thread four memory maps (its stack and guard page, and
-/// std's signal stack and guard page) and one file descriptor. Past `vm.max_map_count` a new
-/// thread cannot map its signal stack and std aborts the *whole process*, every client with it;
-/// past the open-file limit `accept` fails. So `servercall` holds `--max-clients` below both,
-/// leaving a margin for the process's own maps and files. `None` where `/proc` does not say.
-pub fn client_limit_here() -> Option<(usize, String)> {
-    const MAPS_PER_CLIENT: usize = 4;
-    const SPARE: usize = 1000;
-    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .map(|maps| {
-            let clients = maps.saturating_sub(SPARE) / MAPS_PER_CLIENT;
-            (
-                clients,
-                format!("vm.max_map_count {maps} allows about {clients} client threads"),
-            )
-        });
-    // "Max open files            20000                20000                files"
-    let files = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            let line = limits
-                .lines()
-                .find(|line| line.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse::<usize>().ok()
-        })
-        .map(|files| {
-            let clients = files.saturating_sub(SPARE / 10);
-            (
-                clients,
-                format!("the open-file limit {files} allows about {clients} clients"),
-            )
-        });
-    [maps, files]
+    if let Some(files) = facts.open_files {
+        // A small limit keeps a small margin, so that `ulimit -n 100` still serves a class.
+        let clients = files.saturating_sub((files / 8).clamp(8, 100));
+        limits.push((
+            clients,
+            format!("the open-file limit {files} allows about {clients} clients"),
+        ));
+    }
+    if let Some(free) = facts.user_threads_free {
+        let clients = free.saturating_sub(SPARE_THREADS);
+        limits.push((
+            clients,
+            format!("the user's thread limit (ulimit -u) leaves room for about {clients} clients"),
+        ));
+    }
+    if let Some(free) = facts.cgroup_pids_free {
+        let clients = free.saturating_sub(SPARE_THREADS);
+        limits.push((
+            clients,
+            format!("the control group's pids.max leaves room for about {clients} client threads"),
+        ));
+    }
+    if let Some(bytes) = facts.address_space_free {
+        // Half of what is left: the allocator and the kernel's own mappings need their share.
+        let clients = bytes / 2 / ADDRESS_SPACE_PER_CLIENT;
+        limits.push((
+            clients,
+            format!("the address-space limit (ulimit -v) leaves room for about {clients} clients"),
+        ));
+    }
+    limits
         .into_iter()
-        .flatten()
         .min_by_key(|(clients, _)| *clients)
+        .map(|(clients, why)| (usize::try_from(clients).unwrap_or(usize::MAX).max(1), why))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tightest_machine_limit_decides_and_a_small_one_still_serves() {
+        assert_eq!(client_limit(&MachineFacts::default()), None);
+        let small = MachineFacts {
+            open_files: Some(100),
+            max_map_count: Some(65_530),
+            ..MachineFacts::default()
+        };
+        assert_eq!(
+            client_limit(&small),
+            Some((88, "the open-file limit 100 allows about 88 clients".into()))
+        );
+        let container = MachineFacts {
+            open_files: Some(1_048_576),
+            cgroup_pids_free: Some(200),
+            ..MachineFacts::default()
+        };
+        assert_eq!(client_limit(&container).unwrap().0, 184);
+        let tiny = MachineFacts {
+            user_threads_free: Some(3),
+            ..MachineFacts::default()
+        };
+        assert_eq!(client_limit(&tiny).unwrap().0, 1);
+    }
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_rate() {

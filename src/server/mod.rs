@@ -9,13 +9,23 @@
 //!                                                 │ turns MSG into upcalls, matches RETURN/FAIL
 //!                                                 ▼
 //!   registry: client-1 ─▶ Peer { outbox, callbacks, pending upcalls }        (peer.rs)
-//!             client-2 ─▶ Peer { ... }
+//!             client-2 ─▶ Peer { ... }                                   (registry.rs)
 //!          ▲                                      ▲
-//!   console (call, broadcast)        sweeper: gives up on upcalls past their timeout (pending.rs)
-//!                                    flusher: sends what waits in the outboxes     (outbox.rs)
+//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (pending.rs)
+//!                                    flusher: sends what waits in the outboxes    (flusher.rs)
 //! ```
 //!
-//! Every connection has its own thread, blocked in `read` on its own socket. That is the simplest
+//! | thread | how many | what it does |
+//! |---|---|---|
+//! | a client's connection thread | N, one per client | reads its lines, answers them, waits for its socket |
+//! | accept loop | 1 | `accept`, nothing else |
+//! | starter | 1 | checks the door rules, starts each client's thread |
+//! | sweeper | 1 | gives up on upcalls past their timeout, prints log summaries |
+//! | flusher | 1 | sends what waits in outboxes; sleeps while none waits |
+//! | log | 1 | the only thread that writes to the terminal |
+//! | console | 1, plus one per `call`/`broadcast` waiting (at most 16) | the operator's commands |
+//!
+//! Every connection has its own thread, waiting on its own socket. That is the simplest
 //! model there is (the code for one client reads top to bottom, like the old single-client lab) and
 //! its cost is stated in the README's "Performance" section: a thread's memory per client, and a
 //! scheduler wake-up per line. An event loop (epoll) would serve the same clients from one thread,
@@ -44,14 +54,21 @@
 //! never stall, flood or lock out the others. Each defence is one idea:
 //!
 //! - **Nobody waits for a slow reader.** Writing to a client that stopped reading would block the
-//!   writer, and the writer is often *another* client's thread. So every line goes through the
-//!   client's outbox (`outbox.rs`): it is written at once if the socket has room (almost always), and
-//!   otherwise queued, and one `flusher` thread sends the rest later. A client that falls behind
+//!   writer, and the writer is often *another* client's thread. So the sockets are non-blocking and
+//!   every line goes through the client's outbox (`outbox.rs`): it is written at once if the socket
+//!   has room (almost always), and otherwise queued, and one `flusher` thread sends the rest when
+//!   the socket has room again. A client that falls behind
 //!   by more than [`limits::OUTBOX_LIMIT`], or leaves a line unsent for the write timeout, is
 //!   dropped. A second thread per client (a writer) would do the same job more simply, but would
 //!   double the memory of ten thousand idle clients; the outbox costs nothing until it is used.
 //! - **Floods are refused, not passed on**: `--max-msg-rate` ([`limits::MessageRate`]).
-//! - **Slots are not held by silence**: `--line-timeout`, `--max-per-address`, `--max-clients`.
+//! - **Slots go to students**: a connection must register a callback within `--line-timeout`
+//!   and finish every line within it; `--max-per-address` (an IPv6 /64 is one address),
+//!   `--max-clients`, and the operator's `kick`.
+//! - **Vanished laptops are found**: TCP keepalive ([`limits::KEEPALIVE_GIVE_UP`]), and a client
+//!   that let an upcall time out is not waited for again until it speaks.
+//! - **Floods of any kind end the same way**: every useless line counts against the rate, and a
+//!   client refused faster than the rate is disconnected.
 //! - **Everything per client is bounded**: callbacks, pending upcalls, queued bytes, line length.
 //! - **The log never blocks** ([`crate::log::Log`]) and repeats are summarised
 //!   ([`limits::Repeats`]), so a flood cannot flood the operator's terminal either.
@@ -61,14 +78,15 @@
 //! There are three that matter, each with one job, and none is ever held while waiting for a
 //! client:
 //! - the registry (`Shared::registry`): which clients exist;
-//! - a client's `outbox`: the order of bytes on that client's socket. Held for one write that the
-//!   socket's send timeout bounds to a few milliseconds, never while waiting for an answer;
+//! - a client's `outbox`: the lines waiting for that client, in order. Held to queue a line or
+//!   take the queue out, never during a write (see `outbox.rs`), never while waiting for an answer;
 //! - a client's `state`: its callbacks and pending upcalls.
 //!
-//! (A fourth, `Shared::waiting`, only holds the numbers of the clients the flusher should visit.)
+//! (A fourth, the flusher's waiting set, only holds the numbers of the clients it should visit.)
 //!
-//! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`); taking
-//! them in one order only is what rules out a deadlock between two threads.
+//! When two are needed, the order is always `outbox`, then `state` (see `Peer::upcall`), and
+//! `outbox`, then the waiting set (see `flusher.rs`); taking them in one order only is what rules
+//! out a deadlock between two threads.
 //!
 //! # What this server leaves out
 //!
@@ -83,13 +101,22 @@ macro_rules! log {
     };
 }
 
+/// `note!(server, peer, Kind, "...", args)`: a log line about `peer` of a kind it could cause many
+/// of ([`limits::Noise`]): at most a few a second are printed, the rest summarised.
+macro_rules! note {
+    ($server:expr, $peer:expr, $kind:ident, $($arg:tt)*) => {
+        $peer.note($server, $crate::server::limits::Noise::$kind, format_args!($($arg)*))
+    };
+}
+
 mod connection;
+mod flusher;
 pub mod limits;
 mod outbox;
 mod peer;
 mod pending;
+mod registry;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -104,10 +131,17 @@ use crate::log::Log;
 use crate::protocol::{Message, DEFAULT_MAX_LINE};
 
 pub use crate::log::seconds;
-pub use limits::client_limit_here;
 pub use pending::{CallResult, Outcome};
+pub use registry::{Source, KICK_BAN};
 
 use peer::Peer;
+use registry::Registry;
+
+/// How many clients this machine lets the process hold, and which limit says so (see
+/// [`limits::client_limit`]); `None` where the system states no limit.
+pub fn client_limit_here() -> Option<(usize, String)> {
+    limits::client_limit(&crate::os::machine_facts())
+}
 
 /// What an operator can set on `servercall`'s command line.
 #[derive(Debug, Clone)]
@@ -173,31 +207,15 @@ struct Shared {
     /// up a connection or a disconnection elsewhere.
     registry: Mutex<Registry>,
     /// The clients whose outbox holds lines, for the flusher.
-    ///
-    /// Lock: guards that set of numbers. Held for one insert, or to take the whole set; never
-    /// together with another lock.
-    waiting: Mutex<BTreeSet<u64>>,
+    waiting: flusher::Waiting,
+    /// Wakes the sweeper, which sleeps while no upcall is pending.
+    sweeper: pending::Alarm,
     /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
     /// see it.
     stopping: AtomicBool,
     /// Where the listener is, once `serve` has started; `shutdown` connects to it to wake `accept`.
     local_addr: OnceLock<SocketAddr>,
     log: Log,
-}
-
-/// The connected clients.
-#[derive(Default)]
-struct Registry {
-    /// Keyed by number (`client-7` is 7), so that `list` shows them in the order they came.
-    peers: BTreeMap<u64, Arc<Peer>>,
-    /// How many connections each IP address has, for `--max-per-address`.
-    per_address: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection is turned away: what the client is told, and what the log says.
-struct Refusal {
-    told: String,
-    why: String,
 }
 
 /// How many accepted connections may wait for the starter thread. Far more than any burst of
@@ -221,7 +239,8 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 registry: Mutex::new(Registry::default()),
-                waiting: Mutex::new(BTreeSet::new()),
+                waiting: flusher::Waiting::default(),
+                sweeper: pending::Alarm::default(),
                 stopping: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
                 log,
@@ -245,7 +264,7 @@ impl Server {
     /// So a `starter` thread starts them, and the loop is back in `accept` at once.
     pub fn serve(&self, listener: TcpListener) -> io::Result<()> {
         let _ = self.shared.local_addr.set(listener.local_addr()?);
-        limits::widen_listen_queue(&listener);
+        crate::os::widen_listen_queue(&listener);
         // `quit` may come before this point; then `shutdown` found no address to wake.
         if self.is_stopping() {
             return Ok(());
@@ -272,8 +291,9 @@ impl Server {
                 Err(error) => {
                     // Typically "too many open files" when the process is at its limit. Waiting
                     // a moment lets disconnections free some; exiting would drop every client.
+                    // The moment is short: a student is waiting in the kernel's queue.
                     log!(self, "Cannot accept a connection: {error}");
-                    thread::sleep(Duration::from_millis(100));
+                    thread::sleep(Duration::from_millis(10));
                 }
             }
         }
@@ -305,8 +325,14 @@ impl Server {
             Ok(peer) => Arc::new(peer),
             Err(error) => return log!(self, "Could not start client-{number}: {error}"),
         };
-        if let Err(refusal) = self.enter(&peer) {
-            log!(self, "Connection from: {address} refused: {}", refusal.why);
+        if peer.closed_already() {
+            // Connected and closed before we got to it (a port scan, a connect-and-close
+            // flood): no thread, no log line, and its file descriptor is free again at once.
+            return;
+        }
+        let entered = lock(&self.shared.registry).enter(&peer, &self.shared.config);
+        if let Err(refusal) = entered {
+            self.log_refusal(address.ip(), &refusal.why);
             return peer.turn_away(&refusal.told);
         }
         let spawned = thread::Builder::new()
@@ -317,51 +343,71 @@ impl Server {
                 move || server.serve_client(&peer)
             });
         if let Err(error) = spawned {
-            // Out of threads or memory: this client cannot be served, the others still are.
+            // Out of threads or memory (a container's pids limit, `ulimit -u`): this client
+            // cannot be served, the others still are.
             self.leave(&peer);
-            peer.hang_up();
-            log!(self, "Could not start {}: {error}", peer.name);
+            self.log_refusal(
+                address.ip(),
+                &format!("cannot start a thread for it ({error})"),
+            );
+            peer.turn_away("server busy: try again in a moment");
         }
     }
 
-    /// Puts a peer in the registry, unless the server is full or its address has its share.
-    fn enter(&self, peer: &Arc<Peer>) -> Result<(), Refusal> {
-        let config = &self.shared.config;
-        let mut registry = lock(&self.shared.registry);
-        if registry.peers.len() >= config.max_clients {
-            return Err(Refusal {
-                told: "server full".into(),
-                why: format!("server full ({} clients)", config.max_clients),
-            });
+    /// One log line for a refused connection, or none if its source was refused this second
+    /// already (a connect-and-close flood must not flood the log too).
+    fn log_refusal(&self, ip: IpAddr, why: &str) {
+        let line = format!("Connection from {ip} refused: {why}");
+        let lines = lock(&self.shared.registry).log_refusal(Source::of(ip), line);
+        for line in lines {
+            log!(self, "{line}");
         }
-        let ip = peer.address.ip();
-        let from_here = registry.per_address.get(&ip).copied().unwrap_or(0);
-        if config.max_per_address > 0 && from_here >= config.max_per_address {
-            let most = config.max_per_address;
-            return Err(Refusal {
-                told: format!("too many connections from your address (at most {most})"),
-                why: format!("{ip} already has {from_here} connections (--max-per-address {most})"),
-            });
-        }
-        registry.per_address.insert(ip, from_here + 1);
-        registry.peers.insert(peer.number, peer.clone());
-        Ok(())
+        self.shared.sweeper.ring(); // the second's count is owed
     }
 
     /// Takes a peer out of the registry (once; a second call does nothing).
     fn leave(&self, peer: &Peer) {
-        let mut registry = lock(&self.shared.registry);
-        if registry.peers.remove(&peer.number).is_some() {
-            let ip = peer.address.ip();
-            match registry.per_address.get(&ip).copied() {
-                Some(count) if count > 1 => {
-                    registry.per_address.insert(ip, count - 1);
-                }
-                _ => {
-                    registry.per_address.remove(&ip);
-                }
-            }
+        lock(&self.shared.registry).leave(peer);
+    }
+
+    /// The console's `kick`: drops a client (`client-7`) or every connection from an address
+    /// (and refuses that address, or its IPv6 /64, for [`KICK_BAN`]). Returns what to tell the
+    /// operator.
+    pub fn kick(&self, target: &str) -> Result<String, String> {
+        let told = Message::Err {
+            reason: "kicked by the operator".into(),
+        };
+        if let Some(peer) = self.find(target) {
+            self.kick_peer(&peer, &told);
+            return Ok(format!("Kicked {}.", peer.name));
         }
+        let Ok(ip) = target.parse::<IpAddr>() else {
+            return Err(format!(
+                "No client `{target}` and not an IP address: try `list`, then `kick client-N` or \
+                 `kick <address>`."
+            ));
+        };
+        let source = Source::of(ip);
+        let peers = lock(&self.shared.registry).ban(source);
+        for peer in &peers {
+            self.kick_peer(peer, &told);
+        }
+        let minutes = KICK_BAN.as_secs() / 60;
+        log!(
+            self,
+            "The operator kicked {source}: refused for {minutes} min"
+        );
+        Ok(format!(
+            "Kicked {} connection(s) from {source}; it is refused for {minutes} min.",
+            peers.len()
+        ))
+    }
+
+    fn kick_peer(&self, peer: &Peer, told: &Message) {
+        log!(self, "{} kicked by the operator", peer.name);
+        let _ = peer.send(self, told);
+        let _ = peer.send(self, &Message::Bye);
+        self.forget(peer);
     }
 
     /// The console's `list`.
@@ -385,6 +431,8 @@ impl Server {
     /// also before `serve` has started (then `serve` returns at once).
     pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.wake_flusher();
+        self.shared.sweeper.ring();
         for peer in self.snapshot() {
             let _ = peer.send(self, &Message::Bye);
             peer.hang_up();
@@ -427,7 +475,10 @@ impl Server {
     }
 
     fn find(&self, name: &str) -> Option<Arc<Peer>> {
-        let number = name.strip_prefix("client-")?.parse::<u64>().ok()?;
+        self.find_number(name.strip_prefix("client-")?.parse::<u64>().ok()?)
+    }
+
+    fn find_number(&self, number: u64) -> Option<Arc<Peer>> {
         lock(&self.shared.registry).peers.get(&number).cloned()
     }
 

@@ -9,16 +9,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc::Sender, Arc, Mutex};
 use std::time::Instant;
 
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
-use super::outbox::{Outbox, Pushed, Stuck};
+use super::outbox::{self, Outbox, Sent, Stuck};
 use super::pending::{CallResult, Outcome, PendingUpcall};
 use super::{Server, ServerConfig};
 use crate::error::Error;
 use crate::framing::LineReader;
 use crate::lock;
+use crate::os;
 use crate::protocol::{Message, ProtocolError, ON_EVENT};
 
 /// One connected client, as every thread of the server sees it.
@@ -27,9 +29,9 @@ pub(super) struct Peer {
     /// `client-7`: what `WELCOME` told the client, what `list` and the log say.
     pub(super) name: String,
     pub(super) address: SocketAddr,
-    /// Lock: guards the order of bytes on this client's socket. Several threads write to one
-    /// client, and each line must leave whole and in order. Held for one write, which the send
-    /// timeout bounds to a few milliseconds; never while waiting for an answer.
+    /// Lock: guards the lines waiting for this client, in order. Several threads write to one
+    /// client, and each line must leave whole and in order. Held to queue a line or take the
+    /// queue out; never during a write, never while waiting for an answer (see outbox.rs).
     pub(super) outbox: Mutex<Outbox>,
     /// The socket, shared by the connection thread (reading), the outbox (writing) and
     /// [`Peer::hang_up`]. One file descriptor for all three: each `try_clone` would be one more,
@@ -38,6 +40,9 @@ pub(super) struct Peer {
     /// Lock: guards the client's callbacks, its pending upcalls and its log repeats. Held for a
     /// few map operations, never across I/O.
     state: Mutex<PeerState>,
+    /// An upcall to this client timed out, and it has said nothing since: a laptop that went to
+    /// sleep, most likely. Calls to it are still sent, but nobody waits for them again.
+    unanswered: AtomicBool,
     max_line: usize,
 }
 
@@ -127,37 +132,54 @@ impl Peer {
         // acknowledged, and the other side delays its acknowledgements: tens of milliseconds for
         // a 40-byte line. We write whole lines only, so sending each at once costs nothing.
         stream.set_nodelay(true)?;
-        // A write waits at most this long for room; see outbox.rs.
-        stream.set_write_timeout(Some(limits::SEND_TRY))?;
-        // A read wakes up after this long of silence, so the connection thread can check that
-        // a new connection has said something and that no line is left half-sent.
-        stream.set_read_timeout(Some(config.line_timeout))?;
-        let socket = Arc::new(stream);
+        // Nobody waits on this socket: writes take what fits (the rest waits in the outbox), and
+        // the connection thread waits for input with `os::wait`, which knows the deadlines.
+        stream.set_nonblocking(true)?;
+        // A laptop whose lid closed sends nothing more, not even a FIN: the kernel's keepalive
+        // probes find out, and the read fails (see limits.rs for the times).
+        os::keep_alive(
+            &stream,
+            limits::KEEPALIVE_IDLE,
+            limits::KEEPALIVE_INTERVAL,
+            limits::KEEPALIVE_GIVE_UP,
+        );
         Ok(Peer {
             number,
             name: format!("client-{number}"),
             address,
-            outbox: Mutex::new(Outbox::new(
-                socket.clone(),
-                limits::outbox_limit(config.max_line),
-            )),
-            socket,
+            outbox: Mutex::new(Outbox::new(limits::outbox_limit(config.max_line))),
+            socket: Arc::new(stream),
             state: Mutex::new(PeerState::default()),
+            unanswered: AtomicBool::new(false),
             max_line: config.max_line,
         })
     }
 
-    /// The reading side of the socket, for the connection thread.
-    pub(super) fn reader(&self) -> LineReader<SharedSocket> {
-        LineReader::new(SharedSocket(self.socket.clone()), self.max_line)
+    /// The client closed the connection before it was served: nothing to read but its end.
+    pub(super) fn closed_already(&self) -> bool {
+        matches!(self.socket.peek(&mut [0]), Ok(0))
     }
 
-    /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped:
-    /// its own thread wakes up from its `read`, cleans up, and says so in the log.
+    /// The socket, for `os::wait` (the connection thread and the flusher).
+    pub(super) fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// The reading side of the socket, for the connection thread.
+    pub(super) fn reader(&self) -> LineReader<SharedSocket> {
+        let socket = SharedSocket {
+            socket: self.socket.clone(),
+            drained: false,
+        };
+        LineReader::new(socket, self.max_line)
+    }
+
+    /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped at
+    /// once: out of the registry, its pending upcalls failed, its socket hung up.
     pub(super) fn send(&self, server: &Server, message: &Message) -> Result<(), Error> {
         let line = self.encode(message)?;
-        let pushed = lock(&self.outbox).push(line);
-        self.after_push(server, pushed)
+        let sent = outbox::send(&self.outbox, &self.socket, line);
+        self.after_send(server, sent)
     }
 
     /// `ERR <reason>`: the last line was refused, the connection stays.
@@ -177,14 +199,18 @@ impl Peer {
         argument: &str,
         reply_to: Option<Sender<CallResult>>,
     ) -> Result<u64, NotFiled> {
+        let reply_to = self.waiter_unless_unanswered(reply_to);
         // Lock order: `outbox` first, then `state`. Holding `outbox` while the id is chosen means
-        // ids leave in the order they were given out: 1, 2, 3 on the wire, never 2 before 1.
+        // ids are queued in the order they were given out: 1, 2, 3 on the wire, never 2 before 1.
         let mut outbox = lock(&self.outbox);
         let pending = PendingUpcall::new(callback, server.config().upcall_timeout, reply_to);
         let max_pending = server.config().max_pending;
         let filed = lock(&self.state).file(callback, pending, max_pending);
         let id = match filed {
-            Ok(id) => id,
+            Ok(id) => {
+                server.shared.sweeper.ring(); // it must give up on this one if no answer comes
+                id
+            }
             Err(NotFiled::TooManyPending) => {
                 // A client that leaves this many upcalls unanswered is not reading its socket
                 // (or not answering at all): it is behind, and dropped like one.
@@ -202,7 +228,7 @@ impl Peer {
         let line = match self.encode(&message) {
             Ok(line) => line,
             Err(error) => {
-                // Nothing was written. The id goes back while `outbox` is still held, so that
+                // Nothing was queued. The id goes back while `outbox` is still held, so that
                 // no other upcall can take the next id in between: ids on the wire have no gaps.
                 lock(&self.state).unfile(id);
                 return Err(NotFiled::BadLine(error, self.max_line));
@@ -222,12 +248,44 @@ impl Peer {
                 format_args!("Upcall {id} to {}: {callback}({argument:?})", self.name),
             );
         }
-        let pushed = outbox.push(line);
+        let turn = outbox.take(line);
         drop(outbox);
-        // A client that cannot take the line is dropped; its pending upcalls, this one
-        // included, are then settled as "disconnected" by its connection thread.
-        let _ = self.after_push(server, pushed);
+        // The write itself happens without the lock. A client that cannot take the line is
+        // dropped; its pending upcalls, this one included, are then settled as "disconnected".
+        let sent = turn.and_then(|turn| outbox::write_turn(&self.outbox, &self.socket, turn));
+        let _ = self.after_send(server, sent);
         Ok(id)
+    }
+
+    /// Who waits for an upcall's outcome. A client that let its last upcall time out and has
+    /// said nothing since is not waited for again: the waiter is told at once, so that a
+    /// broadcast waits for a sleeping laptop once, not every time.
+    fn waiter_unless_unanswered(
+        &self,
+        reply_to: Option<Sender<CallResult>>,
+    ) -> Option<Sender<CallResult>> {
+        if !self.unanswered.load(Ordering::Relaxed) {
+            return reply_to;
+        }
+        if let Some(waiter) = reply_to {
+            let _ = waiter.send(CallResult {
+                client: self.name.clone(),
+                outcome: Outcome::Unanswered,
+            });
+        }
+        None
+    }
+
+    /// An upcall to this client timed out.
+    pub(super) fn timed_out(&self) {
+        self.unanswered.store(true, Ordering::Relaxed);
+    }
+
+    /// The client sent a line: it is awake.
+    pub(super) fn heard_from(&self) {
+        if self.unanswered.load(Ordering::Relaxed) {
+            self.unanswered.store(false, Ordering::Relaxed);
+        }
     }
 
     fn encode(&self, message: &Message) -> Result<Vec<u8>, ProtocolError> {
@@ -238,10 +296,10 @@ impl Peer {
         Ok(line.into_bytes())
     }
 
-    fn after_push(&self, server: &Server, pushed: Result<Pushed, Stuck>) -> Result<(), Error> {
-        match pushed {
-            Ok(Pushed::Sent | Pushed::Queued) => Ok(()),
-            Ok(Pushed::NowWaiting) => {
+    fn after_send(&self, server: &Server, sent: Result<Sent, Stuck>) -> Result<(), Error> {
+        match sent {
+            Ok(Sent::All | Sent::ByAnother) => Ok(()),
+            Ok(Sent::SomeWait) => {
                 server.note_waiting(self.number);
                 Ok(())
             }
@@ -254,13 +312,14 @@ impl Peer {
         }
     }
 
-    /// Drops a client that cannot be written to. Only the first reason is logged: after it, every
-    /// write finds the outbox closed.
+    /// Drops a client that cannot be written to, at once: out of the registry, its pending
+    /// upcalls failed, its socket hung up (its own thread then finds the connection closed).
+    /// Only the first reason is logged: after it, every write finds the outbox closed.
     pub(super) fn drop_stuck(&self, server: &Server, stuck: Stuck) {
-        self.hang_up();
         if !matches!(stuck, Stuck::Broken(_) | Stuck::Closed) {
             log!(server, "{} {stuck}", self.name);
         }
+        server.forget(self);
     }
 
     /// `REGISTER <callback>`: remembers it, up to [`MAX_CALLBACKS`]. Registering a name twice is
@@ -319,12 +378,21 @@ impl Peer {
         let verdict = lock(&self.state)
             .repeats
             .judge(&self.name, kind, Instant::now());
+        if verdict == Verdict::Skip {
+            server.shared.sweeper.ring(); // a summary will be owed
+        }
         if let Verdict::Print { summary } = verdict {
             if let Some(summary) = summary {
                 log!(server, "{summary}");
             }
             server.log(line);
         }
+    }
+
+    /// An upcall waits for its answer, or a log summary is owed: the sweeper has work here.
+    pub(super) fn has_work(&self) -> bool {
+        let state = lock(&self.state);
+        !state.pending.is_empty() || state.repeats.owed()
     }
 
     /// Summaries of repeats that are due (`all`: the client is leaving, print every count).
@@ -338,21 +406,29 @@ impl Peer {
             reason: reason.to_string(),
         };
         // Best effort: the client may already be gone, and the connection closes either way.
-        // A new socket's buffer is empty, so these writes do not wait.
-        let mut outbox = lock(&self.outbox);
+        // A new socket's buffer is empty, so both lines fit.
         for message in [&refusal, &Message::Bye] {
             if let Ok(line) = self.encode(message) {
-                let _ = outbox.push(line);
+                let _ = outbox::send(&self.outbox, &self.socket, line);
             }
         }
-        drop(outbox);
         self.hang_up();
     }
 
-    /// Closes the connection in both directions. The client's thread, blocked in `read`, wakes
-    /// up with end-of-file and cleans up.
+    /// Closes the connection in both directions and drops whatever still waits for it. The
+    /// client's thread, waiting for input, finds the connection closed and ends; nothing else
+    /// depends on it waking up (on Windows a `shutdown` does not wake a waiting thread).
     pub(super) fn hang_up(&self) {
-        let _ = self.socket.shutdown(Shutdown::Both);
+        // A thread busy writing to this client sends what was queued first (the `ERR` that says
+        // why), then hangs up itself.
+        if lock(&self.outbox).hang_up() {
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The connection was hung up (by the server: dropped, kicked, or stopping).
+    pub(super) fn is_hung_up(&self) -> bool {
+        lock(&self.outbox).is_closed()
     }
 }
 
@@ -401,11 +477,24 @@ fn few_names(names: &BTreeSet<String>) -> String {
 
 /// A client's socket as the connection thread reads it: `&TcpStream` reads and writes too (the
 /// socket's state is in the kernel), so one descriptor behind an `Arc` serves everyone.
-pub(super) struct SharedSocket(Arc<TcpStream>);
+///
+/// A read that returned less than asked for has most likely emptied the socket: the next read
+/// reports "nothing more for now" without asking the kernel, so that the connection thread goes
+/// straight to waiting (`os::wait`) instead of making a call that would only say the same. That
+/// is one system call less per line, on the path every upcall takes.
+pub(super) struct SharedSocket {
+    socket: Arc<TcpStream>,
+    drained: bool,
+}
 
 impl Read for SharedSocket {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buffer)
+        if std::mem::take(&mut self.drained) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let read = (&*self.socket).read(buffer)?;
+        self.drained = read > 0 && read < buffer.len();
+        Ok(read)
     }
 }
 

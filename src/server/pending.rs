@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,9 +23,30 @@ use super::Server;
 use crate::log::seconds;
 use crate::protocol::{self, ON_EVENT};
 
-/// How often the sweeper looks for upcalls past their deadline. An upcall is given up at most this
-/// long after its timeout: a tenth of a second is invisible to a person and costs nothing.
+/// How often the sweeper looks for upcalls past their deadline, while there are any. An upcall is
+/// given up at most this long after its timeout: a tenth of a second is invisible to a person.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How the sweeper sleeps while there is nothing to sweep, and is woken when there is: an idle
+/// server does not wake up ten times a second for nothing.
+#[derive(Default)]
+pub(super) struct Alarm {
+    asleep: AtomicBool,
+    /// Lock: guards "something happened while the sweeper slept". Held for a moment by whoever
+    /// rings, and by the sweeper to wait.
+    rung: Mutex<bool>,
+    bell: Condvar,
+}
+
+impl Alarm {
+    /// Wakes the sweeper if it sleeps. Cheap when it does not: one atomic load.
+    pub(super) fn ring(&self) {
+        if self.asleep.load(Ordering::SeqCst) {
+            *crate::lock(&self.rung) = true;
+            self.bell.notify_one();
+        }
+    }
+}
 
 /// How an upcall ended, as seen by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +61,9 @@ pub enum Outcome {
     Disconnected,
     /// The upcall was never sent (no such client, callback not registered, line too long, ...).
     NotSent(String),
+    /// Sent, but not waited for: the client let its last upcall time out and has said nothing
+    /// since (a laptop asleep, most likely), so waiting again would only hold up the console.
+    Unanswered,
 }
 
 /// A client's name and an upcall's outcome, printed the way the console shows it:
@@ -59,6 +85,10 @@ impl fmt::Display for CallResult {
             }
             Outcome::Disconnected => write!(f, "{client} disconnected before answering"),
             Outcome::NotSent(reason) => write!(f, "{client} was not called: {reason}"),
+            Outcome::Unanswered => write!(
+                f,
+                "{client} has not answered since an earlier upcall timed out: sent, not waited for"
+            ),
         }
     }
 }
@@ -126,17 +156,44 @@ impl Server {
     pub(super) fn sweep_expired_upcalls(&self) {
         let timeout = self.shared.config.upcall_timeout;
         while !self.is_stopping() {
+            self.sleep_until_there_is_work();
             thread::sleep(SWEEP_INTERVAL);
             let now = Instant::now();
             for peer in self.snapshot() {
                 for (id, pending) in peer.take_expired(now) {
+                    peer.timed_out();
                     self.settle(&peer, id, pending, Outcome::TimedOut(timeout));
                 }
                 for summary in peer.repeats_due(now, false) {
                     log!(self, "{summary}");
                 }
             }
+            let refusals = crate::lock(&self.shared.registry).refusal_summaries_due();
+            for summary in refusals {
+                log!(self, "{summary}");
+            }
         }
+    }
+
+    /// Returns at once while an upcall is pending or a log summary is owed; otherwise sleeps until
+    /// someone rings the alarm (an upcall filed, a log line skipped, the server stopping).
+    fn sleep_until_there_is_work(&self) {
+        let alarm = &self.shared.sweeper;
+        // Say "asleep" before looking, so that work filed after the look rings the alarm.
+        alarm.asleep.store(true, Ordering::SeqCst);
+        let busy = self.snapshot().iter().any(|peer| peer.has_work())
+            || crate::lock(&self.shared.registry).refusals_owed();
+        if !busy {
+            let mut rung = crate::lock(&alarm.rung);
+            while !*rung && !self.is_stopping() {
+                rung = alarm
+                    .bell
+                    .wait(rung)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            *rung = false;
+        }
+        alarm.asleep.store(false, Ordering::SeqCst);
     }
 
     /// The console's `call`: upcalls `callback(argument)` on one client and waits for the outcome.

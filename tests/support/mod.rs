@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use upcall::server::{Server, ServerConfig};
 
+#[cfg(target_os = "linux")]
+pub mod netns;
+
 /// How long a test waits for any one line before it declares the server silent. Long enough for
 /// a loaded CI machine running debug builds, short enough that a broken test fails in seconds.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,6 +172,11 @@ impl RawClient {
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to the server");
+    }
+
+    /// Like `send_bytes`, for a client that may have been closed by the server meanwhile.
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
     }
 
     /// Reads exactly one line, its `\n` included. Panics on timeout, end of stream or non-UTF-8.

@@ -23,7 +23,7 @@
 
 use crate::conversation::{Direction, Entry, Event};
 use crate::text::{label, prefix, Format};
-use crate::transcript::{duration_text, pair_upcalls, pairing_of, parties};
+use crate::transcript::{duration_text, index_upcalls, pair_upcalls, pairing_of, parties};
 
 /// The longest label on an arrow.
 pub const LABEL_WIDTH: usize = 72;
@@ -32,6 +32,7 @@ pub const LABEL_WIDTH: usize = 72;
 pub fn mermaid(entries: &[Entry], format: Format) -> String {
     let parties = parties(entries);
     let pairings = pair_upcalls(entries);
+    let upcalls = index_upcalls(&pairings);
     let mut out = String::from("sequenceDiagram\n    participant server\n");
     for party in &parties {
         out.push_str(&format!(
@@ -58,7 +59,7 @@ pub fn mermaid(entries: &[Entry], format: Format) -> String {
         );
         out.push_str(&format!("    {from}{arrow}{to}: {}\n", escape(text.trim())));
         if format.time {
-            if let Some(took) = pairing_of(&pairings, entry).and_then(|pairing| pairing.took) {
+            if let Some(took) = pairing_of(&upcalls, entry).and_then(|pairing| pairing.took) {
                 out.push_str(&format!(
                     "    Note right of {client}: answered after {}\n",
                     duration_text(took)
