@@ -22,37 +22,36 @@ FROM ${BASE_IMAGE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
 
 # Debian's own cargo and rustc (1.85 in trixie), from the Debian archive: no rustup, nothing
-# downloaded from anywhere else. --no-install-recommends keeps out documentation and extras.
-# This layer comes before any COPY of our sources, so editing the code does not reinstall
-# the toolchain: Docker reuses this cached layer.
+# downloaded from anywhere else. librust-pcap-file-dev is the one crate the capture decoder
+# needs (pcap-file 2.0.0, with its own dependencies), as Debian packages it: its source lands in
+# /usr/share/cargo/registry, which the cargo configuration below uses instead of crates.io. So
+# the image builds with no crate registry at all. --no-install-recommends keeps out
+# documentation and extras. This layer comes before any COPY of our sources, so editing the
+# code does not reinstall the toolchain: Docker reuses this cached layer.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cargo \
+ && apt-get install -y --no-install-recommends cargo librust-pcap-file-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 
-# Only what the build needs (.dockerignore keeps target/, pcaps/ and .git out anyway).
-COPY Cargo.toml Cargo.lock ./
+# Only what the build needs (.dockerignore keeps target/, pcaps/ and .git out anyway): the
+# programs' sources, and the capture decoder (tests/capture, examples/decode.rs), so that a
+# student with Docker and no Rust can compare a capture with the reference ones.
+COPY Cargo.toml ./
 COPY src ./src
+COPY tests/capture ./tests/capture
+COPY examples/decode.rs ./examples/decode.rs
 
-# Why the [dev-dependencies] section is dropped first:
-# the programs use the standard library only ([dependencies] is empty), but the tests use
-# the capture decoder in tests/capture (a path dependency, not copied in), which uses
-# pcap-file from crates.io, and Cargo resolves dev-dependencies even for `cargo build`.
-# This image is built with no crate registry at hand (--offline) and without tests/, so with
-# that section in place the build would stop at the missing tests/capture/Cargo.toml. The
-# [workspace] table stays: with no path dependency left, the workspace is the package alone.
-# awk drops every table whose header names dev-dependencies, up to the next [table]; it also
-# drops any [[test]], [[example]] or [[bench]] table, whose files (tests/, examples/) are not
-# copied in and which `cargo build --release` would not build anyway.
-# The Cargo.lock copied above still lists the test crates, so --locked would refuse the
-# slimmer manifest; without --locked Cargo drops those entries from its copy of the lock,
-# which needs no network. The binaries are the same as from a normal `cargo build --release`.
-RUN awk '/^[[:space:]]*\[/ { skip = ($0 ~ /dev-dependencies|^[[:space:]]*\[\[(test|example|bench)\]\]/) } !skip' \
-        Cargo.toml > Cargo.toml.build \
- && mv Cargo.toml.build Cargo.toml \
- && cargo build --release --offline \
- && ls -l target/release/servercall target/release/clientcall
+# Crates from Debian's packages, not from crates.io. Cargo.lock is not copied: it records
+# crates.io's checksums, which Debian's copies do not carry, so Cargo writes a lock of its own
+# from what is installed (the programs have no dependencies at all, so they are the same as from
+# a normal `cargo build --release`; the decoder gets Debian's pcap-file 2.0.0, the version the
+# repository's Cargo.lock names too).
+RUN mkdir -p .cargo \
+ && printf '%s\n' '[source.crates-io]' 'replace-with = "debian"' \
+        '[source.debian]' 'directory = "/usr/share/cargo/registry"' >.cargo/config.toml \
+ && cargo build --release --offline --bin servercall --bin clientcall --example decode \
+ && ls -l target/release/servercall target/release/clientcall target/release/examples/decode
 
 # ---------------------------------------------------------------- stage 2: run
 FROM ${BASE_IMAGE}
@@ -70,8 +69,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 tcpdump netcat-openbsd procps \
  && rm -rf /var/lib/apt/lists/*
 
-# The two programs from stage 1, and nothing else from it.
-COPY --from=build /src/target/release/servercall /src/target/release/clientcall /usr/local/bin/
+# The two programs and the decoder from stage 1, and nothing else from it. `decode` is
+# `cargo run --example decode` on a machine with Rust: `decode /captures/upcall.pcap`.
+COPY --from=build /src/target/release/servercall /src/target/release/clientcall \
+     /src/target/release/examples/decode /usr/local/bin/
+# `ended-with-input`: runs a command and stops it when its standard input ends, which is how
+# a command run with `docker compose exec -T` learns that the docker command that started it
+# was stopped with Ctrl-C (see the file itself).
+COPY compose/ended-with-input /usr/local/bin/
 
 # Defaults for the programs (a --listen / --server option overrides them):
 # the server listens on every interface of its container, the client finds the server by

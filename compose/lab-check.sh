@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compose/lab-check.sh - run the upcall Docker lab end to end, as a student would, and check it.
 #
-# Needs: root, dockerd running, `docker compose`, tcpdump, ip (.ci/docker-setup.sh sets all
+# Needs: root, dockerd running, `docker compose`, tcpdump, ip, script (util-linux) (.ci/docker-setup.sh sets all
 # that up; .ci/run calls it first). Run from anywhere: it works from the repository root.
 #
 # The steps are the lab sheet's, with the same commands:
@@ -16,6 +16,9 @@
 #   6. the capture holds the upcall/1 conversation between 172.28.0.20 and 172.28.0.10:4141
 #   6b. class mode: compose/class.yml publishes the port; clientcall on the host reaches the server
 #   7. ip a show br-upcall                                    the host's side is 172.28.0.1
+#   7c. Ctrl-C (in a terminal made by `script`) on servercall and tcpdump: nothing is left running
+#   (4b also compares the captures with Docker alone, no Rust on the PATH: the image's `decode`,
+#   and Ctrl-C on the live capture's `exec -T ... ended-with-input tcpdump` must stop that tcpdump)
 #   8. docker compose -f compose/upcall.yml down             nothing is left behind
 #
 # Every wait is bounded, so it never hangs. Whatever happens, an EXIT trap stops the tcpdump
@@ -45,7 +48,7 @@ NC_LOG="$OUT/nc-session.txt"
 # The any-laptop capture: written inside the server container to /captures, which is the
 # repository's captures/ folder (compose/upcall.yml mounts it); and the live one, streamed out.
 LAPTOP_PCAP="$ROOT/captures/upcall.pcap"
-LIVE_PCAP="$OUT/live.pcap"
+LIVE_PCAP="$ROOT/captures/live.pcap"   # in captures/, so that the container can decode it too
 CLASS_LOG="$OUT/class-server.txt"
 CLASS_CLIENT="$OUT/class-client.txt"
 SERVER_IP=172.28.0.10
@@ -81,7 +84,7 @@ check() { # check "what" command...: passes if the command succeeds
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    exec 3>&- 4>&-
+    exec 3>&- 4>&- 5>&- 7>&-
     # Our own background processes, by the PIDs we recorded (never by name).
     if [ -n "$tcpdump_pid" ] && kill -0 "$tcpdump_pid" 2>/dev/null; then
         kill -INT "$tcpdump_pid" 2>/dev/null; wait_exit "$tcpdump_pid" 10 || kill -KILL "$tcpdump_pid" 2>/dev/null
@@ -121,9 +124,9 @@ mkdir -p "$OUT" || exit 2
 rm -f "$OUT"/{upcall.pcap,capture.txt,decoded.txt,decode.log,server.log,client-1.txt,client-2.txt,nc-session.txt,console.fifo,client-2.fifo} \
       "$OUT"/{tcpdump.log,ip-a.txt,up.log,down.log,down-before.log,down-trap.log} \
       "$OUT"/{live.pcap,laptop-tcpdump.log,live-tcpdump.log,laptop-decoded.txt,live-decoded.txt} \
-      "$OUT"/{class-up.log,class-server.txt,class-client.txt,class-console.fifo} "$LAPTOP_PCAP"
+      "$OUT"/{class-up.log,class-server.txt,class-client.txt,class-console.fifo,tty-*.txt,tty-in.fifo} "$LAPTOP_PCAP" "$LIVE_PCAP"
 [ "$(id -u)" -eq 0 ] || { echo "lab-check: run me as root (tcpdump on the bridge)" >&2; exit 2; }
-for tool in docker tcpdump ip timeout mkfifo; do
+for tool in docker tcpdump ip timeout mkfifo script; do
     command -v "$tool" >/dev/null || { echo "lab-check: $tool is missing: run .ci/docker-setup.sh first" >&2; exit 2; }
 done
 timeout 20 docker info >/dev/null 2>&1 || { echo "lab-check: dockerd does not answer: run .ci/docker-setup.sh first" >&2; exit 2; }
@@ -173,8 +176,14 @@ step "2b. docker compose -f compose/upcall.yml exec -T upcall-server tcpdump ...
 "${COMPOSE[@]}" exec -T upcall-server tcpdump -i eth0 -U -Z root -w /captures/upcall.pcap tcp port 4141 \
     2>"$OUT/laptop-tcpdump.log" &
 laptop_pid=$!
-"${COMPOSE[@]}" exec -T upcall-server tcpdump -i eth0 -U -w - tcp port 4141 \
-    >"$LIVE_PCAP" 2>"$OUT/live-tcpdump.log" &
+# The live one as the README gives it, with ended-with-input; its stdin is a FIFO held open on
+# fd 5, as a terminal would be.
+mkfifo "$OUT/live-in.fifo" 2>/dev/null || true
+exec 5<>"$OUT/live-in.fifo"
+# `script` gives it a terminal, as a student's has, so that \003 (the Ctrl-C key) below is SIGINT
+# to the docker command, as in a terminal (a script's background job would ignore a plain kill -INT).
+script -qfec "${COMPOSE[*]} exec -T upcall-server ended-with-input tcpdump -i eth0 -U -w - tcp port 4141 >'$LIVE_PCAP' 2>'$OUT/live-tcpdump.log'" \
+    /dev/null <"$OUT/live-in.fifo" >/dev/null 2>&1 &
 live_pid=$!
 for log in laptop-tcpdump.log live-tcpdump.log; do
     check "tcpdump in upcall-server is listening on eth0 ($log)" wait_for "$OUT/$log" "listening on eth0" 20
@@ -214,33 +223,53 @@ check "server logged: client-1 disconnected" wait_for "$SERVER_LOG" "client-1 di
 # A student presses Ctrl-C seconds later; wait a little too, so that the last packets have
 # left the kernel's capture buffer (the README's command has no --immediate-mode).
 sleep 2
-# Ctrl-C is SIGINT to tcpdump inside the container. `docker top` gives the host PIDs of the
-# container's processes: the two tcpdumps this run started there, stopped by PID.
-mapfile -t tcpdump_pids < <(timeout 20 docker top upcall-server -eo pid,comm | awk '$2 == "tcpdump" { print $1 }')
-check "docker top shows the two tcpdumps in upcall-server (PIDs ${tcpdump_pids[*]})" \
-    test "${#tcpdump_pids[@]}" -eq 2
-for pid in "${tcpdump_pids[@]}"; do kill -INT "$pid"; done
-for job in laptop_pid live_pid; do
-    if wait_exit "${!job}" 15; then
-        check "the docker compose exec of that tcpdump ended (exit $exit_status)" test "$exit_status" -eq 0
-    else
-        fail "tcpdump in upcall-server did not stop within 15s of SIGINT"
-    fi
-    printf -v "$job" '%s' ""
+# The live capture: Ctrl-C in its terminal ends the docker command on the host (SIGINT to it);
+# ended-with-input then stops tcpdump in the container. Nothing may be left running there.
+printf '\003' >&5
+wait_exit "$live_pid" 15 || fail "the docker compose exec of the live tcpdump did not end on Ctrl-C"
+live_pid=""
+exec 5>&-
+gone=no
+for _ in $(seq 1 50); do
+    [ "$(timeout 20 docker top upcall-server -eo pid,comm | awk '$2 == "tcpdump"' | wc -l)" -le 1 ] && { gone=yes; break; }
+    sleep 0.2
 done
+check "Ctrl-C on the live capture's docker command leaves no tcpdump of it in upcall-server" test "$gone" = yes
+# The README's step 2 runs with a terminal, where Ctrl-C is SIGINT to tcpdump inside the
+# container. `docker top` gives the host PIDs of the container's processes: the tcpdump this run
+# started there, stopped by PID.
+mapfile -t tcpdump_pids < <(timeout 20 docker top upcall-server -eo pid,comm | awk '$2 == "tcpdump" { print $1 }')
+check "docker top shows step 2's tcpdump in upcall-server (PIDs ${tcpdump_pids[*]})" \
+    test "${#tcpdump_pids[@]}" -eq 1
+for pid in "${tcpdump_pids[@]}"; do kill -INT "$pid"; done
+if wait_exit "$laptop_pid" 15; then
+    check "the docker compose exec of that tcpdump ended (exit $exit_status)" test "$exit_status" -eq 0
+else
+    fail "tcpdump in upcall-server did not stop within 15s of SIGINT"
+fi
+laptop_pid=""
 check "captures/upcall.pcap is on the host" test -s "$LAPTOP_PCAP"
 mode=$(stat -c %a "$LAPTOP_PCAP")
 check "captures/upcall.pcap is readable by every user (mode $mode)" test $(( 8#$mode & 8#004 )) -ne 0
-for pcap in "$LAPTOP_PCAP" "$LIVE_PCAP"; do
-    name=$(basename "$pcap" .pcap)
-    [ "$pcap" = "$LAPTOP_PCAP" ] && name=laptop
-    if timeout 300 cargo run -q --example decode -- "$pcap" >"$OUT/$name-decoded.txt" 2>"$OUT/decode.log"; then
-        check "cargo run -q --example decode -- ${pcap#"$ROOT"/} | diff pcaps/upcall-basic.txt -" \
-            diff pcaps/upcall-basic.txt "$OUT/$name-decoded.txt"
-    else
-        fail "cargo run --example decode could not read $pcap (see $OUT/decode.log)"
-    fi
+# The comparison with Docker alone, as the README gives it: the decoder in the image, the
+# reference captures mounted at /pcaps. Run with no Rust on the PATH, as on a Docker-only laptop.
+NO_RUST_PATH=/usr/sbin:/usr/bin:/sbin:/bin
+check "no cargo on the PATH for the Docker-only comparison" \
+    test -z "$(PATH=$NO_RUST_PATH command -v cargo)"
+for name in upcall live; do
+    PATH=$NO_RUST_PATH timeout 60 "${COMPOSE[@]}" exec -T upcall-server \
+        sh -c "decode /captures/$name.pcap | diff /pcaps/upcall-basic.txt -" >"$OUT/$name-compare.txt" 2>&1
+    status=$?
+    check "docker compose ... exec upcall-server sh -c \"decode /captures/$name.pcap | diff /pcaps/upcall-basic.txt -\" prints nothing (exit $status)" \
+        test "$status" -eq 0 -a ! -s "$OUT/$name-compare.txt"
 done
+# And with Rust, the README's cargo command, on the same file.
+if timeout 300 cargo run -q --example decode -- "$LAPTOP_PCAP" >"$OUT/laptop-decoded.txt" 2>"$OUT/decode.log"; then
+    check "cargo run -q --example decode -- captures/upcall.pcap | diff pcaps/upcall-basic.txt -" \
+        diff pcaps/upcall-basic.txt "$OUT/laptop-decoded.txt"
+else
+    fail "cargo run --example decode could not read $LAPTOP_PCAP (see $OUT/decode.log)"
+fi
 
 # ---------------------------------------------------------------- 5. console call
 step "5. a second client; console: list, call client-2 hostname, quit"
@@ -382,6 +411,34 @@ for readme in README.md README.id.md; do
         diff <(readme_sample lab-bridge "$readme" | normalise) \
              <(head -n "$(readme_sample lab-bridge "$readme" | wc -l)" "$OUT/ip-a.txt" | normalise)
 done
+
+# ---------------------------------------------------------------- 7c. Ctrl-C
+step "7c. Ctrl-C on the README's terminal commands leaves nothing running in the containers"
+# `script` gives the docker command a terminal, as a student's has; \003 is the Ctrl-C key.
+tty_ctrl_c() { # tty_ctrl_c NAME CONTAINER PROCESS COMMAND...: start it, wait for PROCESS, press Ctrl-C
+    local name=$1 container=$2 process=$3; shift 3
+    rm -f "$OUT/tty-in.fifo"; mkfifo "$OUT/tty-in.fifo"
+    exec 7<>"$OUT/tty-in.fifo"
+    timeout 60 script -qfec "$*" "$OUT/tty-$name.txt" <"$OUT/tty-in.fifo" >/dev/null 2>&1 &
+    local pid=$! running=no
+    for _ in $(seq 1 100); do
+        timeout 20 docker top "$container" -eo pid,comm | awk -v p="$process" '$2 == p { found = 1 } END { exit !found }' && { running=yes; break; }
+        sleep 0.2
+    done
+    check "$name: $process runs in $container" test "$running" = yes
+    sleep 1
+    printf '\003' >&7
+    wait_exit "$pid" 20 || fail "$name: the docker command did not end on Ctrl-C"
+    exec 7>&-
+    local left=yes
+    for _ in $(seq 1 25); do
+        timeout 20 docker top "$container" -eo pid,comm | awk -v p="$process" '$2 == p { found = 1 } END { exit !found }' || { left=no; break; }
+        sleep 0.2
+    done
+    check "$name: after Ctrl-C no $process is left in $container" test "$left" = no
+}
+tty_ctrl_c servercall upcall-server servercall "${COMPOSE[*]} exec upcall-server servercall"
+tty_ctrl_c tcpdump upcall-server tcpdump "${COMPOSE[*]} exec upcall-server tcpdump -i eth0 -U -Z root -w /captures/upcall.pcap tcp port 4141"
 
 # ---------------------------------------------------------------- 8. down
 step "8. docker compose -f compose/upcall.yml down"

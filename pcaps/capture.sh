@@ -15,7 +15,9 @@
 # For each: pcaps/NAME.pcap (Ethernet, classic pcap) and pcaps/NAME.txt, its conversation as
 # `cargo run --example decode` prints it. `cargo test` checks that the two agree, and that the
 # same scenario run over loopback today still produces that conversation (tests/captures.rs):
-# after a protocol change, run this script again and commit what it wrote.
+# after a protocol change, run this script again and commit what it wrote. It also draws the
+# ladders in pcaps/README.md again, and takes a scenario again when two clients' lines crossed
+# (see in_order), so a second run gives the same .txt files and ladders.
 #
 # Needs what compose/lab-check.sh needs (root, dockerd, docker compose, tcpdump): run
 # .ci/docker-setup.sh first on a machine without them. Usage: bash pcaps/capture.sh [NAME...]
@@ -121,6 +123,42 @@ scenario_upcall-bad-input() {
     exec 6>&-
 }
 
+# in_order FILE: the decoded conversation has every RETURN or FAIL right after its UPCALL.
+# With two clients the server sends a MSG's two upcalls microseconds apart, and which of
+# "client-2's UPCALL" and "client-1's RETURN" crosses the bridge first is up to the scheduler.
+# The reference is the order in which each upcall is answered before the next one leaves; a take
+# in the other order is taken again (capture_until_in_order), so the .txt and the ladders come out
+# the same every time.
+in_order() {
+    awk 'want != "" { if (!(($1 " " $2 " " $4) == want && ($3 == "RETURN" || $3 == "FAIL"))) bad = 1; want = "" }
+         $3 == "UPCALL" { want = $1 " C>S " $4 }
+         END { exit bad }' "$1"
+}
+
+capture_until_in_order() {
+    local take
+    for take in 1 2 3 4 5 6 7 8; do
+        capture "$1" && return 0
+        say "$1, take $take: a RETURN did not follow its UPCALL (two clients' lines crossed); again"
+    done
+    die "$1: no take in the reference order in 8 tries"
+}
+
+# The ladders in pcaps/README.md, drawn again from the captures (tests/diagrams.rs checks them).
+regenerate_ladders() {
+    local name block out=pcaps/README.md.new
+    cp pcaps/README.md "$out"
+    for name in "$@"; do
+        block=$(cargo run -q --example decode -- --ladder "pcaps/$name.pcap") || die "ladder of $name failed"
+        LADDER="$block" awk -v marker="<!-- ladder: $name.pcap -->" '
+            $0 == marker { print; getline; print; print ENVIRON["LADDER"]; skip = 1; next }
+            skip && /^```$/ { skip = 0 }
+            !skip { print }' "$out" >"$out.tmp" && mv "$out.tmp" "$out"
+    done
+    mv "$out" pcaps/README.md
+    say "pcaps/README.md: ladders of $* drawn again"
+}
+
 capture() {
     NAME=$1
     SERVER_LOG="$WORK/$NAME.server.log"
@@ -155,8 +193,10 @@ capture() {
     kill -INT "$tcpdump_pid"; wait_exit "$tcpdump_pid" 10 || die "tcpdump did not stop"
     tcpdump_pid=""
 
+    cargo run -q --example decode -- "$pcap" >"$WORK/$NAME.txt" || die "decode failed"
+    in_order "$WORK/$NAME.txt" || return 1
     cp "$pcap" "pcaps/$NAME.pcap"
-    cargo run -q --example decode -- "pcaps/$NAME.pcap" >"pcaps/$NAME.txt" || die "decode failed"
+    cp "$WORK/$NAME.txt" "pcaps/$NAME.txt"
     say "pcaps/$NAME.pcap: $(tcpdump -r "pcaps/$NAME.pcap" 2>/dev/null | wc -l) packets; pcaps/$NAME.txt:"
     sed 's/^/    /' "pcaps/$NAME.txt"
 }
@@ -174,6 +214,7 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(upcall-basic upcall-two-clients upcall-server-initiated upcall-bad-input)
 for name in "${names[@]}"; do
     declare -F "scenario_$name" >/dev/null || die "no scenario $name"
-    capture "$name"
+    capture_until_in_order "$name"
 done
+regenerate_ladders "${names[@]}"
 say "done: ${names[*]}"

@@ -222,3 +222,163 @@ fn the_indonesian_guide_has_the_same_samples() {
         );
     }
 }
+
+/// Exercise 5's answer key, as an instructor marks it: the broadcast's two upcalls at once, a
+/// `list` typed right after it answered at once (the console does not wait for the broadcast),
+/// and `client-1 returned: ok` only with the summary, after the silent client's 5 s timeout.
+#[test]
+fn exercise_5_answer_key_is_what_the_console_does() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+    for readme in READMES {
+        let (mut server, port) = Program::servercall(&[]);
+        let client = Program::clientcall(port, &[]);
+        server.wait_for("client-1 registered hostname");
+        // The `nc` of the exercise: registers on_event and never answers.
+        let mut nc = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        nc.write_all(b"REGISTER on_event\n").unwrap();
+        server.wait_for("client-2 registered on_event");
+        let printed_before = server.text().len();
+        let started = Instant::now();
+        server.type_line("broadcast quiz in 5 minutes");
+        server.type_line("list");
+        let listed = server.wait_for("client-2  127.0.0.1:");
+        let list_answered = started.elapsed();
+        let summary = "Broadcast: 1 of 2 client(s) returned (upcall timeout 5 s).";
+        server.wait_for(summary);
+        let summary_after = started.elapsed();
+        assert!(
+            list_answered < Duration::from_secs(3),
+            "list waited for the broadcast: {list_answered:?} ({listed})"
+        );
+        assert!(
+            summary_after >= Duration::from_millis(4500),
+            "the summary came before the timeout: {summary_after:?}"
+        );
+        let printed = server.text()[printed_before..].to_string();
+        let ok_at = printed
+            .find("client-1 returned: ok")
+            .expect("client-1's result");
+        let list_at = printed.find("client-2  127.0.0.1:").unwrap();
+        assert!(
+            list_at < ok_at,
+            "{readme}: `ok` before the list:\n{printed}"
+        );
+        // The key's lines, in its order, leaving out what `list` printed between them.
+        let key: Vec<&str> = printed
+            .lines()
+            .filter(|line| !line.starts_with("client-1  ") && !line.starts_with("client-2  "))
+            .collect();
+        let expected = sample(readme, "exercise-5");
+        assert_eq!(key, expected.lines().collect::<Vec<_>>(), "{readme}");
+        // And the nc side saw the upcall, which nobody answers.
+        let mut reader = BufReader::new(nc.try_clone().unwrap());
+        nc.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            lines.push(line.trim_end().to_string());
+        }
+        assert_eq!(
+            lines[2], "UPCALL 1 on_event Upcall event: server says quiz in 5 minutes",
+            "{lines:?}"
+        );
+        drop(nc);
+        drop(client.finish());
+        server.type_line("quit");
+        drop(server.finish());
+    }
+}
+
+/// Each guide names the other in its first lines, has a table of contents, and starts with the
+/// set-up: the first command block (getting the repository) comes within the first screen.
+#[test]
+fn each_guide_starts_with_the_other_a_contents_and_the_first_command() {
+    for (readme, other, contents) in [
+        ("README.md", "README.id.md", "## Contents"),
+        ("README.id.md", "README.md", "## Isi"),
+    ] {
+        let text = read(readme);
+        let head: Vec<&str> = text.lines().take(5).collect();
+        assert!(
+            head.iter()
+                .any(|line| line.contains(&format!("]({other})"))),
+            "{readme} does not link to {other} in its first lines"
+        );
+        assert!(text.contains(contents), "{readme} has no {contents}");
+        let first_block = text
+            .lines()
+            .position(|line| line == "```")
+            .expect("a command block");
+        assert!(
+            first_block < 50,
+            "{readme}: the first command is on line {first_block}"
+        );
+        assert_eq!(
+            text.lines().nth(first_block + 1),
+            Some("git clone <the repository's address> upcall")
+        );
+    }
+}
+
+/// Every link to a section of the same guide (`](#anchor)`) names a heading of that guide, in
+/// GitHub's way of making anchors: lower case, spaces to `-`, punctuation dropped.
+#[test]
+fn every_section_link_of_each_guide_leads_to_a_heading_of_that_guide() {
+    for readme in READMES {
+        let text = read(readme);
+        let anchors: Vec<String> = text
+            .lines()
+            .filter(|line| line.starts_with('#'))
+            .map(|line| {
+                line.trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for (at, _) in text.match_indices("](#") {
+            let rest = &text[at + 3..];
+            let anchor = &rest[..rest.find(')').unwrap()];
+            assert!(
+                anchors.iter().any(|a| a == anchor),
+                "{readme}: no heading for #{anchor}"
+            );
+        }
+    }
+}
+
+/// The Performance figures of both guides are those of the benchmark's page, their one source:
+/// the memory per idle client (servercall, N = 10000).
+#[test]
+fn the_performance_figures_are_the_benchmark_pages() {
+    let bench = read("examples/bench/README.md");
+    let line = bench
+        .lines()
+        .find(|line| line.contains("servercall  N = 10000"))
+        .expect("the N = 10000 memory line");
+    let idle = line.split(" = ").nth(2).expect("= X KiB/client idle");
+    let idle: f64 = idle.split(' ').next().unwrap().parse().unwrap();
+    let memory = format!("{idle:.1}");
+    for (readme, comma) in [("README.md", false), ("README.id.md", true)] {
+        let text = read(readme);
+        let local = |figure: &str| {
+            if comma {
+                figure.replace('.', ",")
+            } else {
+                figure.to_string()
+            }
+        };
+        assert!(
+            text.contains(&format!("{} KiB", local(&memory))),
+            "{readme} does not give {memory} KiB per idle client"
+        );
+    }
+}
