@@ -22,15 +22,7 @@ const SERVERCALL: &str = env!("CARGO_BIN_EXE_servercall");
 /// `servercall` started by `sh -c "<setup>; exec servercall ..."`, and the port it listens on.
 fn servercall_after(setup: &str, args: &str) -> (Program, u16) {
     let script = format!("{setup}; exec {SERVERCALL} --listen 127.0.0.1:0 {args}");
-    let mut server = Program::start("sh", &["-c", &script]);
-    let first = server.wait_for("(upcall/1)");
-    let port = first
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
-    (server, port)
+    Program::listening(Program::start("sh", &["-c", &script]))
 }
 
 /// A connection that has read its `WELCOME` (or whatever the server said first).

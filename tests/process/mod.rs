@@ -53,7 +53,11 @@ impl Program {
     pub fn servercall(args: &[&str]) -> (Program, u16) {
         let mut args = args.to_vec();
         args.extend(["--listen", "127.0.0.1:0"]);
-        let mut server = Program::start(env!("CARGO_BIN_EXE_servercall"), &args);
+        Program::listening(Program::start(env!("CARGO_BIN_EXE_servercall"), &args))
+    }
+
+    /// A started `servercall`, once it says where it listens, and its port.
+    pub fn listening(mut server: Program) -> (Program, u16) {
         let first = server.wait_for("(upcall/1)");
         let port = first
             .split("127.0.0.1:")
