@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use upcall::cli::{self, Usage};
 use upcall::client::{self, Link};
 
+/// The connection was lost while the keyboard was being read: the reader thread ends the program.
+fn connection_lost() -> ! {
+    std::process::exit(1)
+}
+
 fn main() -> ExitCode {
     let config = match cli::client_options(
         std::env::args().skip(1),
@@ -23,7 +28,7 @@ fn main() -> ExitCode {
         }
     };
     // 0 when the user left (`bye` or the end of input), 1 when the connection failed or was lost.
-    match client::run(&config, io::stdin().lock()) {
+    match client::run(&config, io::stdin().lock(), connection_lost) {
         Ok(Link::Up) => ExitCode::SUCCESS,
         Ok(Link::Lost) => ExitCode::FAILURE,
         Err(sentence) => {

@@ -92,11 +92,15 @@ pub struct ClientConfig {
 /// Connects to the server, names an unreachable one clearly, and runs the session until the user
 /// says `bye` (or input ends), or the connection is lost. `Err` is why it could not start, in one
 /// sentence; the program turns each ending into its exit status.
-pub fn run(config: &ClientConfig, keyboard: impl BufRead) -> Result<Link, String> {
+///
+/// `lost` is what the reader thread does when the connection is lost while the main thread waits
+/// for the keyboard (which nothing can interrupt): the program ends itself there, with the exit
+/// status it chooses. The library never ends the process.
+pub fn run(config: &ClientConfig, keyboard: impl BufRead, lost: fn() -> !) -> Result<Link, String> {
     let (session, reader) = start(config)?;
     let session = Arc::new(session);
     let ending = if config.reader_thread {
-        with_reader_thread(&session, reader, keyboard)
+        with_reader_thread(&session, reader, keyboard, lost)
     } else {
         without_reader_thread(&session, reader, keyboard)
     };
@@ -109,6 +113,7 @@ fn with_reader_thread(
     session: &Arc<Session>,
     mut reader: LineReader<Incoming>,
     keyboard: impl BufRead,
+    lost: fn() -> !,
 ) -> Link {
     // The reader thread may wait for the server as long as it likes.
     *lock(&session.read_deadline) = None;
@@ -119,7 +124,7 @@ fn with_reader_thread(
         return Link::Lost;
     }
     let reader_session = Arc::clone(session);
-    thread::spawn(move || read_upcalls(&reader_session, &mut reader));
+    thread::spawn(move || read_upcalls(&reader_session, &mut reader, lost));
 
     let ending = keyboard_loop(session, keyboard, |expected| {
         wait_for_upcall(session, expected)

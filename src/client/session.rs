@@ -130,7 +130,7 @@ pub(super) fn start(config: &ClientConfig) -> Result<(Session, LineReader<Incomi
 }
 
 /// The reader thread: every line from the server, as it comes, until the connection closes.
-pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<Incoming>) {
+pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<Incoming>, lost: fn() -> !) {
     loop {
         match reader.read_message() {
             Ok(Some(message)) => match session.handle(message) {
@@ -138,7 +138,7 @@ pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<Incoming>)
                 Ok(None) => {}
                 Err(error) if error.is_timeout() && !session.leaving.load(Ordering::SeqCst) => {
                     session.screen.last_line(&stopped_reading());
-                    std::process::exit(1);
+                    lost();
                 }
                 Err(_) => break,
             },
@@ -151,9 +151,9 @@ pub(super) fn read_upcalls(session: &Session, reader: &mut LineReader<Incoming>)
     } else {
         // The main thread is blocked reading the keyboard and cannot be interrupted: waiting for
         // the user to press Enter before saying the server is gone would be worse. So the news
-        // and the exit happen here.
+        // and the end happen here, by the program's own hand (`lost`).
         session.screen.last_line("Server closed the connection.");
-        std::process::exit(1);
+        lost();
     }
 }
 
