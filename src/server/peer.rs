@@ -135,6 +135,9 @@ impl Peer {
         // Nobody waits on this socket: writes take what fits (the rest waits in the outbox), and
         // the connection thread waits for input with `os::wait`, which knows the deadlines.
         stream.set_nonblocking(true)?;
+        // A fixed send buffer: writes to a client that stops reading report "would block" after
+        // 256 KiB, not after the 4 MiB the kernel would otherwise grow the buffer to.
+        os::set_send_buffer(&stream, limits::SEND_BUFFER);
         // A laptop whose lid closed sends nothing more, not even a FIN: the kernel's keepalive
         // probes find out, and the read fails (see limits.rs for the times).
         os::keep_alive(
