@@ -35,7 +35,7 @@
 //!
 //! 1. Something decides to call `callback(argument)` on a client: a `MSG` (the sender's own
 //!    connection thread, `connection.rs`), or the console's `call`/`broadcast` (the
-//!    operator's thread, `pending.rs`).
+//!    operator's thread, [`Server::call`] and [`Server::broadcast`] in this file).
 //! 2. `Peer::upcall` (`peer.rs`) picks the next upcall id, files a pending upcall under that
 //!    id, and puts `UPCALL <id> <callback> <argument>` in the client's outbox. It does **not** wait
 //!    for the answer.
@@ -117,6 +117,7 @@ mod peer;
 mod pending;
 mod registry;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -128,7 +129,7 @@ use std::time::{Duration, Instant};
 
 use crate::lock;
 use crate::log::Log;
-use crate::protocol::{Message, DEFAULT_MAX_LINE};
+use crate::protocol::{self, Message, DEFAULT_MAX_LINE, ON_EVENT};
 
 pub use crate::log::seconds;
 pub use pending::{CallResult, Outcome};
@@ -368,6 +369,70 @@ impl Server {
     /// Takes a peer out of the registry (once; a second call does nothing).
     fn leave(&self, peer: &Peer) {
         lock(&self.shared.registry).leave(peer);
+    }
+
+    /// The console's `call`: upcalls `callback(argument)` on one client and waits for the outcome.
+    ///
+    /// This runs on the caller's thread (the console's), never on a connection thread: the answer
+    /// is read by the client's own thread, which hands it over through a channel.
+    pub fn call(&self, client_name: &str, callback: &str, argument: &str) -> CallResult {
+        let Some(peer) = self.find(client_name) else {
+            return CallResult {
+                client: client_name.to_string(),
+                outcome: Outcome::NotSent("no such client (try `list`)".into()),
+            };
+        };
+        let (waiter, answers) = mpsc::channel();
+        if let Err(reason) = peer.upcall(self, callback, argument, Some(waiter)) {
+            return CallResult {
+                client: peer.name.clone(),
+                outcome: reason.into(),
+            };
+        }
+        // Every pending upcall ends in exactly one message: its answer, the sweeper's timeout or
+        // the disconnection. `recv` fails only if all of them were lost, which would be a bug.
+        answers.recv().unwrap_or(CallResult {
+            client: peer.name.clone(),
+            outcome: Outcome::Disconnected,
+        })
+    }
+
+    /// The console's `broadcast`: upcalls `on_event` on every client that registered it, all at
+    /// once, then collects the outcomes as they come. Every called client appears exactly once in
+    /// the result, in client order.
+    ///
+    /// The upcalls are all sent before any answer is awaited, so a broadcast to a thousand clients
+    /// takes one round trip plus the time to write a thousand lines, not a thousand round trips.
+    pub fn broadcast(&self, text: &str) -> Vec<CallResult> {
+        let argument = protocol::server_says(text);
+        let (waiter, answers) = mpsc::channel();
+        let mut called = Vec::new();
+        let mut results = Vec::new();
+        for peer in self.snapshot() {
+            if !peer.has_callback(ON_EVENT) {
+                continue;
+            }
+            called.push(peer.name.clone());
+            if let Err(reason) = peer.upcall(self, ON_EVENT, &argument, Some(waiter.clone())) {
+                results.push(CallResult {
+                    client: peer.name.clone(),
+                    outcome: reason.into(),
+                });
+            }
+        }
+        drop(waiter);
+        // Each filed upcall sends exactly one result, and the channel closes when the last
+        // pending entry holding a sender is settled.
+        results.extend(answers.iter());
+        // Answers come in the order clients answered; show them in the order of `list`. A map
+        // from name to place keeps the sort O(N log N) for ten thousand clients.
+        let place: HashMap<&str, usize> = called
+            .iter()
+            .enumerate()
+            .map(|(place, name)| (name.as_str(), place))
+            .collect();
+        results.sort_by_key(|result| place.get(result.client.as_str()).copied());
+        results
     }
 
     /// The console's `kick`: drops a client (`client-7`) or every connection from an address

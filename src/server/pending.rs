@@ -5,14 +5,10 @@
 //! table *settles* it: the connection thread when the answer comes, the sweeper when its time is
 //! up, the disconnection when the client leaves. Taking it out is what makes each upcall end once:
 //! whoever comes second finds nothing to take.
-//!
-//! The console's `call` and `broadcast` live here too: they are the code that waits for answers,
-//! on the operator's thread, never on a connection thread.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,7 +17,6 @@ use super::limits::Noise;
 use super::peer::Peer;
 use super::Server;
 use crate::log::seconds;
-use crate::protocol::{self, ON_EVENT};
 
 /// How often the sweeper looks for upcalls past their deadline, while there are any. An upcall is
 /// given up at most this long after its timeout: a tenth of a second is invisible to a person.
@@ -194,69 +189,5 @@ impl Server {
             *rung = false;
         }
         alarm.asleep.store(false, Ordering::SeqCst);
-    }
-
-    /// The console's `call`: upcalls `callback(argument)` on one client and waits for the outcome.
-    ///
-    /// This runs on the caller's thread (the console's), never on a connection thread: the answer
-    /// is read by the client's own thread, which hands it over through a channel.
-    pub fn call(&self, client_name: &str, callback: &str, argument: &str) -> CallResult {
-        let Some(peer) = self.find(client_name) else {
-            return CallResult {
-                client: client_name.to_string(),
-                outcome: Outcome::NotSent("no such client (try `list`)".into()),
-            };
-        };
-        let (waiter, answers) = mpsc::channel();
-        if let Err(reason) = peer.upcall(self, callback, argument, Some(waiter)) {
-            return CallResult {
-                client: peer.name.clone(),
-                outcome: reason.into(),
-            };
-        }
-        // Every pending upcall ends in exactly one message: its answer, the sweeper's timeout or
-        // the disconnection. `recv` fails only if all of them were lost, which would be a bug.
-        answers.recv().unwrap_or(CallResult {
-            client: peer.name.clone(),
-            outcome: Outcome::Disconnected,
-        })
-    }
-
-    /// The console's `broadcast`: upcalls `on_event` on every client that registered it, all at
-    /// once, then collects the outcomes as they come. Every called client appears exactly once in
-    /// the result, in client order.
-    ///
-    /// The upcalls are all sent before any answer is awaited, so a broadcast to a thousand clients
-    /// takes one round trip plus the time to write a thousand lines, not a thousand round trips.
-    pub fn broadcast(&self, text: &str) -> Vec<CallResult> {
-        let argument = protocol::server_says(text);
-        let (waiter, answers) = mpsc::channel();
-        let mut called = Vec::new();
-        let mut results = Vec::new();
-        for peer in self.snapshot() {
-            if !peer.has_callback(ON_EVENT) {
-                continue;
-            }
-            called.push(peer.name.clone());
-            if let Err(reason) = peer.upcall(self, ON_EVENT, &argument, Some(waiter.clone())) {
-                results.push(CallResult {
-                    client: peer.name.clone(),
-                    outcome: reason.into(),
-                });
-            }
-        }
-        drop(waiter);
-        // Each filed upcall sends exactly one result, and the channel closes when the last
-        // pending entry holding a sender is settled.
-        results.extend(answers.iter());
-        // Answers come in the order clients answered; show them in the order of `list`. A map
-        // from name to place keeps the sort O(N log N) for ten thousand clients.
-        let place: HashMap<&str, usize> = called
-            .iter()
-            .enumerate()
-            .map(|(place, name)| (name.as_str(), place))
-            .collect();
-        results.sort_by_key(|result| place.get(result.client.as_str()).copied());
-        results
     }
 }
