@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc::Sender, Arc, Mutex};
 use std::time::Instant;
 
+use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
 use super::outbox::{self, Outbox, Sent, Stuck};
 use super::pending::{CallResult, Outcome, PendingUpcall};
-use super::{Server, ServerConfig};
+use super::Server;
 use crate::error::Error;
 use crate::framing::LineReader;
 use crate::lock;
