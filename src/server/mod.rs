@@ -11,7 +11,7 @@
 //!   registry: client-1 ─▶ Peer { outbox, callbacks, pending upcalls }        (peer.rs)
 //!             client-2 ─▶ Peer { ... }                                   (registry.rs)
 //!          ▲                                      ▲
-//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (pending.rs)
+//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (sweeper.rs)
 //!                                    flusher: sends what waits in the outboxes    (flusher.rs)
 //! ```
 //!
@@ -88,6 +88,28 @@
 //! `outbox`, then the waiting set (see `flusher.rs`); taking them in one order only is what rules
 //! out a deadlock between two threads.
 //!
+//! # The files, in layers
+//!
+//! Each file uses only files below it, so no two files use each other, not even through a third
+//! (`tests/layers.rs` checks it):
+//!
+//! ```text
+//! mod.rs             Server's public methods: new, serve, call, broadcast, kick, clients, shutdown
+//!  ├ connection.rs   one client's thread, from WELCOME to its last line (steps 1 and 3)
+//!  ├ sweeper.rs      the helper thread that gives up on late upcalls
+//!  ├ flusher.rs      the helper thread that sends what waits in outboxes
+//!  └─ shared.rs      the Server handle and what all threads share: registry, bells, log;
+//!      │             finding and forgetting a client, settling an upcall
+//!      └ registry.rs who is connected, and the door rules
+//!         └ peer.rs  one client: its socket, outbox, callbacks, pending upcalls; step 2
+//!            └ outbox.rs, pending.rs, limits.rs, config.rs: none uses another server file
+//! ```
+//!
+//! A file never names one above it. Where a lower one must act on the server (a peer whose
+//! client is stuck takes it out of the registry, which holds peers), it names what it needs as a
+//! trait, `peer::Owner`, and the server provides it. The two macros below, `log!` and `note!`,
+//! come before every file, so each file can use them: they expand to method calls, not to a file.
+//!
 //! # What this server leaves out
 //!
 //! No authentication and no encryption (it is a lab on a private bridge; anything on the network
@@ -117,9 +139,10 @@ mod outbox;
 mod peer;
 mod pending;
 mod registry;
+mod shared;
+mod sweeper;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,9 +159,11 @@ pub use crate::log::seconds;
 pub use config::ServerConfig;
 pub use pending::{CallResult, Outcome};
 pub use registry::{Source, KICK_BAN};
+pub use shared::Server;
 
 use peer::Peer;
 use registry::Registry;
+use shared::{Alarm, Shared, Waiting};
 
 /// How many clients this machine lets the process hold, and which limit says so (see
 /// [`limits::client_limit`]); `None` where the system states no limit.
@@ -152,31 +177,6 @@ pub struct ClientInfo {
     pub name: String,
     pub address: SocketAddr,
     pub callbacks: Vec<String>,
-}
-
-/// The server. Cheap to clone: every clone is a handle to the same clients.
-#[derive(Clone)]
-pub struct Server {
-    shared: Arc<Shared>,
-}
-
-/// What every thread of the server shares.
-struct Shared {
-    config: ServerConfig,
-    /// Lock: guards which clients exist. Held only to insert, remove or copy out a few `Arc`s;
-    /// never while writing to a socket or waiting for an upcall, so one slow client cannot hold
-    /// up a connection or a disconnection elsewhere.
-    registry: Mutex<Registry>,
-    /// The clients whose outbox holds lines, for the flusher.
-    waiting: flusher::Waiting,
-    /// Wakes the sweeper, which sleeps while no upcall is pending.
-    sweeper: pending::Alarm,
-    /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
-    /// see it.
-    stopping: AtomicBool,
-    /// Where the listener is, once `serve` has started; `shutdown` connects to it to wake `accept`.
-    local_addr: OnceLock<SocketAddr>,
-    log: Log,
 }
 
 /// How many accepted connections may wait for the starter thread. Far more than any burst of
@@ -200,8 +200,8 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 registry: Mutex::new(Registry::default()),
-                waiting: flusher::Waiting::default(),
-                sweeper: pending::Alarm::default(),
+                waiting: Waiting::default(),
+                sweeper: Alarm::default(),
                 stopping: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
                 log,
@@ -230,8 +230,8 @@ impl Server {
         if self.is_stopping() {
             return Ok(());
         }
-        self.spawn_helper("sweeper", |server| server.sweep_expired_upcalls())?;
-        self.spawn_helper("flusher", |server| server.flush_outboxes())?;
+        self.spawn_helper("sweeper", |server| sweeper::sweep_expired_upcalls(&server))?;
+        self.spawn_helper("flusher", |server| flusher::flush_outboxes(&server))?;
         let (to_starter, arrivals) = mpsc::sync_channel::<TcpStream>(ARRIVALS_QUEUE);
         self.spawn_helper("starter", move |server| {
             for (number, stream) in (1..).zip(arrivals) {
@@ -301,7 +301,7 @@ impl Server {
             .stack_size(limits::CLIENT_THREAD_STACK)
             .spawn({
                 let (server, peer) = (self.clone(), peer.clone());
-                move || server.serve_client(&peer)
+                move || connection::serve_client(&server, &peer)
             });
         if let Err(error) = spawned {
             // Out of threads or memory (a container's pids limit, `ulimit -u`): this client
@@ -324,11 +324,6 @@ impl Server {
             log!(self, "{line}");
         }
         self.shared.sweeper.ring(); // the second's count is owed
-    }
-
-    /// Takes a peer out of the registry (once; a second call does nothing).
-    fn leave(&self, peer: &Peer) {
-        lock(&self.shared.registry).leave(peer);
     }
 
     /// The console's `call`: upcalls `callback(argument)` on one client and waits for the outcome.
@@ -456,7 +451,7 @@ impl Server {
     /// also before `serve` has started (then `serve` returns at once).
     pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.wake_flusher();
+        self.shared.waiting.wake();
         self.shared.sweeper.ring();
         for peer in self.snapshot() {
             let _ = peer.send(self, &Message::Bye);
@@ -483,32 +478,6 @@ impl Server {
         }
         self.shared.log.flush(Duration::from_secs(1));
         all_left
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.shared.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Copies the registry's `Arc`s out, so the registry lock is released before anyone writes to
-    /// a socket. The copy may include a client that is leaving: writing to it fails harmlessly.
-    fn snapshot(&self) -> Vec<Arc<Peer>> {
-        lock(&self.shared.registry)
-            .peers
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    fn find(&self, name: &str) -> Option<Arc<Peer>> {
-        self.find_number(name.strip_prefix("client-")?.parse::<u64>().ok()?)
-    }
-
-    fn find_number(&self, number: u64) -> Option<Arc<Peer>> {
-        lock(&self.shared.registry).peers.get(&number).cloned()
-    }
-
-    fn log(&self, line: fmt::Arguments<'_>) {
-        self.shared.log.line(line);
     }
 }
 
