@@ -43,7 +43,7 @@ impl Frame {
         self.flags == ACK && self.payload.is_empty()
     }
 
-    fn from_client(&self) -> bool {
+    fn sent_by_client(&self) -> bool {
         self.source.starts_with("172.28.0.20:")
     }
 }
@@ -179,9 +179,12 @@ fn walkthrough_says(words: &str, figures: &[(f64, usize)]) {
 fn exercise_6_handshake_and_welcome_are_the_captures() {
     let frames = frames();
     let (syn, syn_ack, ack) = (frame(&frames, 1), frame(&frames, 2), frame(&frames, 3));
-    assert_eq!((syn.flags, syn.from_client()), (SYN, true), "{syn:?}");
-    assert_eq!((syn_ack.flags, syn_ack.from_client()), (SYN | ACK, false));
-    assert!(ack.bare_ack() && ack.from_client(), "{ack:?}");
+    assert_eq!((syn.flags, syn.sent_by_client()), (SYN, true), "{syn:?}");
+    assert_eq!(
+        (syn_ack.flags, syn_ack.sent_by_client()),
+        (SYN | ACK, false)
+    );
+    assert!(ack.bare_ack() && ack.sent_by_client(), "{ack:?}");
     assert_eq!(syn_ack.source, "172.28.0.10:4141");
     key_says(
         "Frames 1–3: `SYN` from the client `172.28.0.20`, `SYN, ACK` from `172.28.0.10:4141`, \
@@ -292,7 +295,7 @@ fn the_walkthrough_of_upcall_basic_is_the_captures() {
         ],
     );
     let acked = frame(&frames, 5);
-    assert!(acked.bare_ack() && acked.from_client() && acked.ack == welcome.seq + 26);
+    assert!(acked.bare_ack() && acked.sent_by_client() && acked.ack == welcome.seq + 26);
     walkthrough_says("Frame 5 is the client's kernel acknowledging it.", &[]);
     // Registrations: each line its own segment, the client's and the server's in turn.
     let lines: Vec<&Frame> = frames[5..12]
@@ -327,7 +330,7 @@ fn the_walkthrough_of_upcall_basic_is_the_captures() {
     );
     walkthrough_says("**The result, frame 17**: `RETURN 1 ok`.", &[]);
     walkthrough_says("Wireshark links frame 15 and frame 17", &[]);
-    assert!(frame(&frames, 18).bare_ack() && !frame(&frames, 18).from_client());
+    assert!(frame(&frames, 18).bare_ack() && !frame(&frames, 18).sent_by_client());
     walkthrough_says("Frame 18 is the server's delayed ACK.", &[]);
     assert!(frame(&frames, 19).carries("MSG halo\n"));
     assert!(frame(&frames, 20).bare_ack());
@@ -337,12 +340,12 @@ fn the_walkthrough_of_upcall_basic_is_the_captures() {
         &[],
     );
     // The close: BYE, BYE, the server's FIN first, the client's, the last ACK.
-    assert!(frame(&frames, 24).carries("BYE\n") && frame(&frames, 24).from_client());
+    assert!(frame(&frames, 24).carries("BYE\n") && frame(&frames, 24).sent_by_client());
     assert!(frame(&frames, 25).bare_ack());
-    assert!(frame(&frames, 26).carries("BYE\n") && !frame(&frames, 26).from_client());
-    assert!(frame(&frames, 27).flags & FIN != 0 && !frame(&frames, 27).from_client());
-    assert!(frame(&frames, 28).flags & FIN != 0 && frame(&frames, 28).from_client());
-    assert!(frame(&frames, 29).bare_ack() && !frame(&frames, 29).from_client());
+    assert!(frame(&frames, 26).carries("BYE\n") && !frame(&frames, 26).sent_by_client());
+    assert!(frame(&frames, 27).flags & FIN != 0 && !frame(&frames, 27).sent_by_client());
+    assert!(frame(&frames, 28).flags & FIN != 0 && frame(&frames, 28).sent_by_client());
+    assert!(frame(&frames, 29).bare_ack() && !frame(&frames, 29).sent_by_client());
     assert_eq!(frames.len(), 29, "frames after the close");
     walkthrough_says(
         "**The close, frames 24–29.** The client sends `BYE`; the server answers `BYE` (frame 26) \
