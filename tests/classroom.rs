@@ -9,7 +9,7 @@
 //! They measure this process, which holds the server *and* its clients, so they run one at a
 //! time (`serial`).
 
-mod support;
+pub mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

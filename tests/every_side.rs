@@ -4,7 +4,7 @@
 //! (The client's own bounds are tested in `tests/client_bounds.rs`, the connections' fairness in
 //! `tests/fairness.rs`.)
 
-mod support;
+pub mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

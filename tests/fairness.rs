@@ -5,7 +5,7 @@
 //! bytes on loopback, and checks what the ordinary clients see. The heavy versions (a whole
 //! classroom, a burst of 5,000 connections) are in `tests/classroom.rs`.
 
-mod support;
+pub mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

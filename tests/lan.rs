@@ -7,7 +7,7 @@
 //! assertions hold them to loose bounds only, so that a busy machine does not fail them.
 #![cfg(target_os = "linux")]
 
-mod support;
+pub mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -5,7 +5,7 @@
 #![cfg(target_os = "linux")]
 
 mod process;
-mod support;
+pub mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -7,7 +7,7 @@
 //! earns its upcall) and that a second client, connected all along, saw nothing but the normal
 //! traffic.
 
-mod support;
+pub mod support;
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@
 //! the server answer a `RawClient::ping` and checks that the answer is the very next line.
 
 mod bare;
-mod support;
+pub mod support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

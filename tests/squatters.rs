@@ -6,7 +6,7 @@
 //! whatever is left (`kick`). Raw bytes over loopback, with a short line timeout so each test takes
 //! seconds.
 
-mod support;
+pub mod support;
 
 use std::thread;
 use std::time::{Duration, Instant};
