@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::netns::{Lan, LanServer};
-use support::scenarios::{stops_reading, Student};
+use support::scenarios::{ignores_what_it_hears, stops_reading, Student};
 use support::{is_root, wait_until, KeptLog, RawClient};
 use upcall::server::{Outcome, Server, ServerConfig};
 
@@ -93,9 +93,7 @@ fn slow_readers_on_a_lan_cost_nobody_else() {
     let filler = {
         let mut client = connect(&lan, 1);
         client.send("REGISTER on_event\n");
-        let stream = client.sender();
-        thread::spawn(move || for _ in client.lines() {});
-        stream
+        ignores_what_it_hears(client)
     };
     let students = [student(&lan, 2), student(&lan, 2)];
     let names: Vec<String> = students.iter().map(|s| s.name.clone()).collect();

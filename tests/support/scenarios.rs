@@ -155,6 +155,15 @@ impl Student {
     }
 }
 
+/// Reads `client` to the end on a thread of its own and throws every line away: a client that
+/// keeps its buffers empty but answers nothing. Returns its sender.
+pub fn ignores_what_it_hears(mut client: RawClient) -> Sender {
+    let sender = client.sender();
+    client.set_patience(None);
+    thread::spawn(move || for _ in client.lines() {});
+    sender
+}
+
 /// The line that ends a connection whose lines are refused faster than the message rate.
 pub const CUT_OFF: &str =
     "ERR too many refused lines: more than 20 a second; closing the connection\n";
