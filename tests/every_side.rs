@@ -4,16 +4,17 @@
 //! (The client's own bounds are tested in `tests/client_bounds.rs`, the connections' fairness in
 //! `tests/fairness.rs`.)
 
+mod process;
 pub mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use process::servercall_with_a_paused_terminal;
 use support::scenarios::TwoClients;
 use support::{quiet_config, RawClient, TestServer};
 use upcall::console::{self, ConsoleEnd};
@@ -159,21 +160,8 @@ fn a_broadcast_reports_each_client_exactly_once() {
 /// once.
 #[test]
 fn a_paused_terminal_never_holds_up_a_client() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_servercall"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let address: SocketAddr = first
-        .split_whitespace()
-        .nth(3)
-        .and_then(|address| address.parse().ok())
-        .expect("servercall listening on ADDRESS");
+    let (mut server, port) = servercall_with_a_paused_terminal();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
     // From here on, nobody reads stdout. 2,000 connections write ~150 KB of log: far more than a
     // pipe holds (64 KiB).
     for _ in 0..2000 {

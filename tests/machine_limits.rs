@@ -10,11 +10,11 @@ pub mod support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use process::Program;
+use process::{servercall_with_a_paused_terminal, Program};
 use support::{is_root, wait_until, RawClient};
 
 const SERVERCALL: &str = env!("CARGO_BIN_EXE_servercall");
@@ -36,14 +36,7 @@ fn first_line(port: u16) -> (RawClient, String) {
 
 #[test]
 fn quit_ends_the_program_even_when_nobody_reads_its_output() {
-    // stdout is a pipe the test never reads: once its 64 KiB are full, every write blocks.
-    let mut server = Command::new(SERVERCALL)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut server, _) = servercall_with_a_paused_terminal();
     let mut stdin = server.stdin.take().unwrap();
     // 3,000 `help`s: about 2 MB of answers, far more than the pipe and the log's queue hold.
     stdin.write_all("help\n".repeat(3000).as_bytes()).unwrap();
