@@ -5,6 +5,7 @@
 //! Whatever happens here ends this one connection at worst: a bad line gets `ERR` and the next
 //! line is read; a broken socket ends this thread, and the others never notice.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
@@ -54,6 +55,7 @@ pub(super) fn serve_client(server: &Server, peer: &Peer) {
     }
     server.forget(peer);
     log!(server, "{} {farewell}", peer.name);
+    server.shared.serving.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl<'a> Connection<'a> {
