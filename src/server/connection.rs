@@ -293,24 +293,26 @@ impl<'a> Connection<'a> {
 
     /// Before closing a connection the server refused, lets the client read why: the sending side
     /// is closed (the `ERR` goes out, then a FIN), and what the client still sends is read and
-    /// thrown away for a moment. Closing a socket with unread bytes in it sends a reset instead,
-    /// and the client's kernel may then throw away the `ERR` before the client reads it.
+    /// thrown away for a second. Closing a socket with unread bytes in it sends a reset instead,
+    /// and the client's system may then throw away the `ERR` before the client reads it: Windows
+    /// does (under Wine a read after the reset fails, `ERR` unread, where Linux still gives it).
+    /// So the second is not cut short however much a flooder sends meanwhile (at first it was,
+    /// after 1 MiB: a flooder under Wine then missed its `ERR` in 1 run of 6). The cost is
+    /// bounded by time: one thread reading for one second.
     fn linger(&mut self) {
         const LINGER: Duration = Duration::from_secs(1);
-        const LINGER_BYTES: usize = 1 << 20;
         let mut socket = self.peer.socket();
         let _ = socket.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + LINGER;
-        let mut discarded = 0;
         let mut buffer = [0; 4096];
-        while discarded < LINGER_BYTES {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match std::io::Read::read(&mut socket, &mut buffer) {
                 Ok(0) => break,
-                Ok(read) => discarded += read,
+                Ok(_) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                     let _ = os::wait(&[(socket, Interest::Read)], Some(left));
                 }
