@@ -21,12 +21,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-use support::resident_kib;
 use support::scenarios::{stops_reading, Student};
 use support::{serial, wait_until, RawClient, TestServer};
 use upcall::console;
-use upcall::server::{Outcome, Server, ServerConfig};
+use upcall::server::{Outcome, ServerConfig};
+// What only Linux can count (see `threads`).
+#[cfg(target_os = "linux")]
+use {support::resident_kib, upcall::server::Server};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
