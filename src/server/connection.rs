@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
 use super::limits::{self, MessageRate};
-use super::peer::{NotFiled, Peer, SharedSocket};
-use super::pending::Outcome;
+use super::peer::{Peer, SharedSocket};
+use super::pending::{NotFiled, Outcome};
 use super::shared::Server;
 use crate::error::Error;
 use crate::framing::{Line, LineReader};

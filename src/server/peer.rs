@@ -16,12 +16,12 @@ use std::time::Instant;
 use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
 use super::outbox::{self, Outbox, Sent, Stuck};
-use super::pending::{CallResult, Outcome, PendingUpcall};
+use super::pending::{CallResult, NotFiled, Outcome, PendingUpcall};
 use crate::error::Error;
 use crate::framing::LineReader;
 use crate::lock;
 use crate::os;
-use crate::protocol::{Message, ProtocolError, ON_EVENT};
+use crate::protocol::{Message, ProtocolError};
 
 /// What a peer needs of the server it belongs to: its settings, its log, the helper threads'
 /// bells, and a way to drop this client.
@@ -80,64 +80,6 @@ struct PeerState {
     /// cannot come.
     gone: bool,
     repeats: Repeats,
-}
-
-/// Why an upcall was not filed (and so not sent): a small enum, because each reason is told
-/// differently (to the console, to the sender of a `MSG`, to the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum NotFiled {
-    /// The client is leaving.
-    Gone,
-    /// It did not register this callback.
-    NotRegistered {
-        callback: String,
-        registered: String,
-    },
-    /// It has too many upcalls unanswered (and is dropped for it).
-    TooManyPending,
-    /// The line would be invalid (too long, a character the protocol refuses).
-    BadLine(ProtocolError, usize),
-}
-
-impl fmt::Display for NotFiled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NotFiled::Gone => write!(f, "disconnected"),
-            NotFiled::NotRegistered {
-                callback,
-                registered,
-            } if callback == ON_EVENT && registered.is_empty() => write!(
-                f,
-                "no on_event registered: send REGISTER on_event to get upcalls"
-            ),
-            NotFiled::NotRegistered {
-                callback,
-                registered,
-            } => {
-                let registered = if registered.is_empty() {
-                    "none"
-                } else {
-                    registered
-                };
-                write!(f, "{callback} is not registered (registered: {registered})")
-            }
-            NotFiled::TooManyPending => write!(f, "too many upcalls to it are still unanswered"),
-            NotFiled::BadLine(ProtocolError::LineTooLong, max_line) => write!(
-                f,
-                "line too long: the upcall line would be over the {max_line}-byte limit"
-            ),
-            NotFiled::BadLine(error, _) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl From<NotFiled> for Outcome {
-    fn from(reason: NotFiled) -> Outcome {
-        match reason {
-            NotFiled::Gone => Outcome::Disconnected,
-            other => Outcome::NotSent(other.to_string()),
-        }
-    }
 }
 
 impl Peer {
