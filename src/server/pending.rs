@@ -136,6 +136,10 @@ impl Server {
                 let _ = waiter.send(result);
                 return;
             }
+            // With the log off (`--quiet`) there is nothing to format: every `MSG` round trip
+            // settles an upcall here, and its line would cost about a thousand instructions to
+            // format for nobody.
+            None if !self.shared.log.is_on() => return,
             None => match &result.outcome {
                 Outcome::Returned(value) => {
                     format!("{} returned for upcall {id}: {value}", peer.name)
