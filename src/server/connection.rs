@@ -403,14 +403,18 @@ fn bad_line(error: ProtocolError, max_line: usize) -> String {
     }
 }
 
-/// Whether `UPCALL <id> on_event <argument>` fits in a line for every id a client can have.
+/// Whether `UPCALL <id> on_event <argument>` fits in a line for every id a client can have. The
+/// line is counted, not written: this runs for every `MSG`, and writing it out would cost as much
+/// as the sender's own upcall.
 fn fits_any_upcall(argument: &str, max_line: usize) -> bool {
-    let longest = Message::Upcall {
-        id: u64::MAX,
-        callback: ON_EVENT.into(),
-        argument: argument.into(),
+    const LONGEST_ID: usize = 20; // u64::MAX, 18446744073709551615
+    let space_and_argument = if argument.is_empty() {
+        0
+    } else {
+        1 + argument.len()
     };
-    longest.encode().is_ok_and(|line| line.len() <= max_line)
+    let longest = "UPCALL ".len() + LONGEST_ID + 1 + ON_EVENT.len() + space_and_argument + 1;
+    longest <= max_line && protocol::check_text(argument).is_ok()
 }
 
 /// About how many bytes of text a `MSG` from `sender` may have to be passed on.
@@ -421,4 +425,32 @@ fn longest_relayed_text(sender: &str, max_line: usize) -> usize {
         protocol::relayed(sender, "")
     );
     max_line.saturating_sub(overhead.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_the_longest_upcall_agrees_with_writing_it_out() {
+        let written = |argument: &str, max_line: usize| {
+            let longest = Message::Upcall {
+                id: u64::MAX,
+                callback: ON_EVENT.into(),
+                argument: argument.into(),
+            };
+            longest.encode().is_ok_and(|line| line.len() <= max_line)
+        };
+        for length in 0..80 {
+            let argument = "x".repeat(length);
+            for max_line in [40, 60, 79, 80, 81, 4096] {
+                assert_eq!(
+                    fits_any_upcall(&argument, max_line),
+                    written(&argument, max_line),
+                    "{length} bytes, limit {max_line}"
+                );
+            }
+        }
+        assert!(!fits_any_upcall("a\u{202e}b", 4096));
+    }
 }
