@@ -16,7 +16,7 @@
 //! no longer stop the server).
 
 use std::io::{self, BufRead, Write};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 
 use crate::lock;
@@ -63,9 +63,7 @@ pub fn run(
     let output = Mutex::new(output);
     // A slot for each call in flight: a call takes one before it starts (waiting if all are
     // taken) and gives it back when it has printed its answer.
-    let (take_slot, free_slots) = mpsc::sync_channel::<()>(MAX_CALLS_IN_FLIGHT);
-    // Lock: guards the receiving end of the slots, which a finishing call uses for a moment.
-    let free_slots = Mutex::new(free_slots);
+    let slots = Slots::new(MAX_CALLS_IN_FLIGHT);
     thread::scope(|waiting| {
         let mut line = Vec::new();
         loop {
@@ -95,7 +93,7 @@ pub fn run(
                 "help" => print_answer(&output, HELP.into()),
                 "list" => print_answer(&output, list(server)),
                 "call" | "broadcast" => {
-                    if take_slot.try_send(()).is_err() {
+                    let slot = slots.try_take().unwrap_or_else(|| {
                         print_answer(
                             &output,
                             format!(
@@ -103,12 +101,11 @@ pub fn run(
                              when one of them has finished."
                         ),
                         );
-                        if take_slot.send(()).is_err() {
-                            continue;
-                        }
-                    }
-                    let (output, free_slots) = (&output, &free_slots);
+                        slots.take()
+                    });
+                    let output = &output;
                     let is_call = command == "call";
+                    // The slot goes with the thread, and is free again when its answer is printed.
                     let started = thread::Builder::new().spawn_scoped(waiting, move || {
                         let answer = if is_call {
                             call(server, &rest)
@@ -116,12 +113,12 @@ pub fn run(
                             broadcast(server, &rest)
                         };
                         print_answer(output, answer);
-                        let _ = lock(free_slots).recv();
+                        drop(slot);
                     });
                     if let Err(error) = started {
-                        // Out of threads (a container's pids limit): this command cannot run,
-                        // the server and the console go on.
-                        let _ = lock(free_slots).recv();
+                        // Out of threads (a container's pids limit): this command cannot run
+                        // (its slot is free again, with the closure that held it), and the
+                        // server and the console go on.
                         print_answer(
                             output,
                             format!("Could not run `{command}`: cannot start a thread ({error})."),
@@ -222,4 +219,90 @@ fn broadcast(server: &Server, text: &str) -> String {
         results.len()
     ));
     lines.join("\n")
+}
+
+/// A counting semaphore: at most `count` slots are taken at a time, and a [`Slot`] is given back
+/// when it is dropped, however its holder ends. The console takes one for each `call` and
+/// `broadcast` that waits for answers, so a paste of a thousand calls starts at most
+/// [`MAX_CALLS_IN_FLIGHT`] threads, and the rest wait their turn.
+struct Slots {
+    /// Lock: guards how many slots are taken. Held to count one in or out, and by a taker waiting
+    /// for one to be freed (the wait releases it); never while a call waits for an upcall.
+    taken: Mutex<usize>,
+    freed: Condvar,
+    count: usize,
+}
+
+/// One taken slot; dropping it frees it.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: usize) -> Slots {
+        Slots {
+            taken: Mutex::new(0),
+            freed: Condvar::new(),
+            count,
+        }
+    }
+
+    /// A slot if one is free, at once.
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut taken = lock(&self.taken);
+        (*taken < self.count).then(|| {
+            *taken += 1;
+            Slot(self)
+        })
+    }
+
+    /// A slot, waiting until one is free.
+    fn take(&self) -> Slot<'_> {
+        let mut taken = lock(&self.taken);
+        while *taken >= self.count {
+            taken = self
+                .freed
+                .wait(taken)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *taken += 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.taken) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn no_more_slots_than_there_are_and_a_dropped_one_is_free_again_for_whoever_waits() {
+        let slots = Slots::new(2);
+        let first = slots.try_take().expect("a free slot");
+        let _second = slots.try_take().expect("a free slot");
+        assert!(slots.try_take().is_none());
+        let (took, taken) = mpsc::channel();
+        let waiting = &slots;
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                let _third = waiting.take();
+                took.send(()).unwrap();
+            });
+            // It waits while both are taken...
+            assert!(taken.recv_timeout(Duration::from_millis(200)).is_err());
+            // ...and gets the one given back.
+            drop(first);
+            taken
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the waiter took the freed slot");
+        });
+        // The waiter's slot was freed when it ended: one is free again.
+        assert!(slots.try_take().is_some());
+    }
 }

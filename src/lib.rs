@@ -37,6 +37,8 @@
 //!   (`src/upcall-1.md`) played against any client or server, a student's own included.
 //! - [`log`]: printing that survives a closed stdout, and the server's log, which never makes a
 //!   client wait for a slow terminal.
+//! - [`printer`]: the one printing thread behind a bounded queue that the log and the client's
+//!   screen both print through.
 //! - [`os`]: what std does not offer (waiting for several sockets, TCP keepalive, the machine's
 //!   limits), asked of the operating system directly: the crate's only `unsafe` code.
 //!
@@ -63,6 +65,8 @@ pub mod cli;
 pub mod check;
 
 pub mod log;
+
+pub mod printer;
 
 pub mod os;
 

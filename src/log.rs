@@ -7,7 +7,8 @@
 //!   head`, a detached `docker exec`); `say` drops the line instead. The programs use it for their
 //!   first and last lines, when nothing else is running.
 //! - [`Log`] is the server's log. Connection threads never print themselves: they hand each line
-//!   to one printing thread through a bounded queue, and go back to their clients at once. If the
+//!   to one printing thread through a bounded queue (a [`Printer`], as the client's screen does),
+//!   and go back to their clients at once. If the
 //!   terminal is slow or paused (Ctrl-S, a full pipe), the queue fills, and what does not fit is
 //!   *counted*, not waited for: the printing thread says `[log] 12,345 lines dropped: the terminal is
 //!   not keeping up` when it can print again. A log that could block would let a paused terminal
@@ -18,11 +19,11 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
+
+use crate::printer::{Output, Printer};
 
 /// Prints one line on stdout, ignoring a closed stdout.
 ///
@@ -47,30 +48,19 @@ macro_rules! say {
 /// second, so a full queue means it is paused or far behind, not a burst.
 pub const LOG_QUEUE: usize = 4096;
 
-/// What the printing thread is handed.
-enum Entry {
-    Line(String),
-    /// "Tell me when everything before this is printed."
-    Flush(SyncSender<()>),
-}
-
 /// How long the console's own lines wait for a paused terminal before they are dropped (and
 /// counted) too: long enough for any terminal that is merely slow, short enough that `quit`
 /// still ends the program when nobody reads its output at all.
 pub const CONSOLE_PATIENCE: Duration = Duration::from_secs(1);
 
-/// The server's log: a bounded queue to one printing thread. Cheap to clone.
+/// The server's log: a bounded queue to one printing thread (a [`Printer`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Log {
-    /// `None` when the log is off (`--quiet`, the benchmark, the tests).
-    queue: Option<SyncSender<Entry>>,
-    /// Lines that found the queue full since the printing thread last said so.
-    dropped: Arc<AtomicU64>,
+    /// Off when the log is off (`--quiet`, the benchmark, the tests).
+    printer: Printer<String>,
     /// Lines the printing thread could not write (a full disk, a closed pipe), and not yet
     /// reported.
     unwritten: Arc<Unwritten>,
-    /// A console line waited its whole patience for room: the terminal is stuck.
-    stuck: Arc<AtomicBool>,
 }
 
 /// Lines that could not be written, and the last error that said why.
@@ -88,80 +78,47 @@ impl Log {
     }
 
     /// Starts the printing thread on the output that `open` gives (stdout, or a buffer in tests).
-    /// The thread ends when the last clone of this `Log` is dropped.
+    /// The thread ends when the last clone of this `Log` is dropped. If no thread can be started,
+    /// there is no log: the server still serves.
     pub fn to<W: Write>(open: impl FnOnce() -> W + Send + 'static) -> Log {
-        let (queue, entries) = mpsc::sync_channel(LOG_QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
         let unwritten = Arc::new(Unwritten::default());
-        let printer = {
-            let (dropped, unwritten) = (dropped.clone(), unwritten.clone());
-            move || print_entries(open(), &entries, &dropped, &unwritten)
-        };
-        match thread::Builder::new().name("log".into()).spawn(printer) {
-            Ok(_) => Log {
-                queue: Some(queue),
-                dropped,
+        let printer = Printer::start("log", LOG_QUEUE, {
+            let unwritten = unwritten.clone();
+            move || LogOutput {
+                out: open(),
                 unwritten,
-                stuck: Arc::default(),
-            },
-            // No thread, no log: the server still serves.
-            Err(_) => Log::off(),
-        }
+            }
+        });
+        Log { printer, unwritten }
     }
 
     /// A log that prints nothing.
     pub fn off() -> Log {
         Log {
-            queue: None,
-            dropped: Arc::new(AtomicU64::new(0)),
+            printer: Printer::off(),
             unwritten: Arc::new(Unwritten::default()),
-            stuck: Arc::default(),
         }
     }
 
     pub fn is_on(&self) -> bool {
-        self.queue.is_some()
+        self.printer.is_on()
     }
 
     /// Queues one log line, or counts it as dropped if the terminal is behind. Never waits.
     pub fn line(&self, line: fmt::Arguments<'_>) {
-        if let Some(queue) = &self.queue {
-            if let Err(TrySendError::Full(_)) = queue.try_send(Entry::Line(line.to_string())) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if self.printer.is_on() {
+            self.printer.offer(line.to_string());
         }
     }
 
     /// Queues one line of the operator's console, waiting for room up to [`CONSOLE_PATIENCE`]:
     /// only the console's own thread waits for a slow terminal, never a client's, and not for
-    /// ever (a terminal nobody reads must not keep `quit` from ending the program).
+    /// ever (a terminal nobody reads must not keep `quit` from ending the program). Once one
+    /// console line has waited its full patience, the terminal is stuck, not slow: later lines
+    /// are dropped (and counted) at once, until the queue takes one again.
     pub fn print(&self, line: String) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        // Once one console line has waited its full patience, the terminal is stuck, not slow:
-        // later lines are dropped (and counted) at once, until the queue takes one again.
-        let patience = if self.stuck.load(Ordering::Relaxed) {
-            Duration::ZERO
-        } else {
-            CONSOLE_PATIENCE
-        };
-        let deadline = std::time::Instant::now() + patience;
-        let mut entry = Entry::Line(line);
-        loop {
-            match queue.try_send(entry) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {
-                    self.stuck.store(false, Ordering::Relaxed);
-                    return;
-                }
-                Err(TrySendError::Full(back)) => entry = back,
-            }
-            if std::time::Instant::now() >= deadline {
-                self.stuck.store(true, Ordering::Relaxed);
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            thread::sleep(Duration::from_millis(5));
+        if self.printer.is_on() && !self.printer.wait_for_room(line, CONSOLE_PATIENCE) {
+            self.printer.count_dropped();
         }
     }
 
@@ -175,50 +132,29 @@ impl Log {
     /// Waits (up to `limit`) until every line queued so far is printed: the last lines before the
     /// program exits.
     pub fn flush(&self, limit: Duration) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        let deadline = std::time::Instant::now() + limit;
-        let (done, printed) = mpsc::sync_channel(1);
-        let mut entry = Entry::Flush(done);
-        // Even the request waits for room no longer than `limit`: the terminal may be stuck.
-        loop {
-            match queue.try_send(entry) {
-                Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(back)) => entry = back,
-            }
-            if std::time::Instant::now() >= deadline {
-                return;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        let _ = printed.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+        self.printer.flush(limit);
     }
 }
 
-/// The printing thread: the only code that waits for the terminal.
-fn print_entries(
-    mut out: impl Write,
-    entries: &Receiver<Entry>,
-    dropped: &AtomicU64,
-    unwritten: &Unwritten,
-) {
-    for entry in entries {
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let note = format!(
-                "[log] {} lines dropped: the terminal is not keeping up",
-                thousands(lost)
-            );
-            write_line(&mut out, &note, unwritten);
-        }
-        match entry {
-            Entry::Line(line) => write_line(&mut out, &line, unwritten),
-            Entry::Flush(done) => {
-                let _ = done.try_send(());
-            }
-        }
+/// The log's printing thread's end: the only code that waits for the terminal.
+struct LogOutput<W> {
+    out: W,
+    unwritten: Arc<Unwritten>,
+}
+
+impl<W: Write> Output for LogOutput<W> {
+    type Item = String;
+
+    fn print(&mut self, line: String) {
+        write_line(&mut self.out, &line, &self.unwritten);
+    }
+
+    fn dropped(&mut self, count: u64) {
+        let note = format!(
+            "[log] {} lines dropped: the terminal is not keeping up",
+            thousands(count)
+        );
+        write_line(&mut self.out, &note, &self.unwritten);
     }
 }
 

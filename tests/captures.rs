@@ -16,8 +16,9 @@
 
 mod bare;
 mod process;
+pub mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use process::{Program, PATIENCE};
-use upcall::server::{Server, ServerConfig};
+use support::{RawClient, TestServer};
+use upcall::server::ServerConfig;
 use upcall_capture::{format_entry, Direction, Entry, Event, Format};
 
 /// Every line that went through the proxy, as the decoder would print it, in the order the proxy
@@ -34,7 +36,7 @@ type Recording = Arc<Mutex<Vec<(usize, String)>>>;
 
 /// A server in this process, and a proxy in front of it that records the conversation.
 struct Lab {
-    server: Server,
+    server: TestServer,
     proxy: Proxy,
 }
 
@@ -46,17 +48,9 @@ struct Proxy {
 
 impl Lab {
     fn start(config: ServerConfig) -> Lab {
-        let server = Server::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let upstream = listener.local_addr().unwrap();
-        thread::spawn({
-            let server = server.clone();
-            move || server.serve(listener)
-        });
-        Lab {
-            server,
-            proxy: Proxy::start(upstream),
-        }
+        let server = TestServer::start(config);
+        let proxy = Proxy::start(server.addr);
+        Lab { server, proxy }
     }
 }
 
@@ -299,15 +293,9 @@ fn upcall_bad_input_is_still_answered_line_by_line() {
         upcall_timeout: Duration::from_millis(300),
         ..quiet()
     });
-    let mut nc = TcpStream::connect(lab.address).unwrap();
-    nc.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut replies = BufReader::new(nc.try_clone().unwrap());
-    let mut reply = || {
-        let mut line = String::new();
-        replies.read_line(&mut line).unwrap();
-        line
-    };
-    assert!(reply().starts_with("WELCOME"));
+    let mut nc = RawClient::connect(lab.address);
+    nc.set_patience(Some(PATIENCE));
+    assert!(nc.expect_line().starts_with("WELCOME"));
     let overlong = format!("MSG {}\n", "x".repeat(5000));
     for line in [
         &b"HELLO there\n"[..],
@@ -315,26 +303,26 @@ fn upcall_bad_input_is_still_answered_line_by_line() {
         overlong.as_bytes(),
         b"REGISTER on_event\n",
     ] {
-        nc.write_all(line).unwrap();
-        reply();
+        nc.send_bytes(line);
+        nc.expect_line();
     }
-    nc.write_all(b"MSG haii\n").unwrap();
-    assert!(reply().starts_with("UPCALL 1 on_event"));
+    nc.send("MSG haii\n");
+    assert!(nc.expect_line().starts_with("UPCALL 1 on_event"));
     // Too late: the server gives up after 300 ms.
     thread::sleep(Duration::from_millis(600));
-    nc.write_all(b"RETURN 1 ok\n").unwrap();
-    assert!(reply().starts_with("ERR unknown upcall id 1"));
-    nc.write_all(b"REGISTER uppercase\n").unwrap();
-    reply();
+    nc.send("RETURN 1 ok\n");
+    assert!(nc.expect_line().starts_with("ERR unknown upcall id 1"));
+    nc.send("REGISTER uppercase\n");
+    nc.expect_line();
     let call = thread::spawn({
-        let server = lab.server.clone();
+        let server = lab.server.handle();
         move || server.call("client-1", "uppercase", "haii").to_string()
     });
-    assert_eq!(reply(), "UPCALL 2 uppercase haii\n");
-    nc.write_all(b"FAIL 2 not today\n").unwrap();
+    assert_eq!(nc.expect_line(), "UPCALL 2 uppercase haii\n");
+    nc.send("FAIL 2 not today\n");
     assert_eq!(call.join().unwrap(), "client-1 failed: not today");
-    nc.write_all(b"BYE\n").unwrap();
-    assert_eq!(reply(), "BYE\n");
+    nc.send("BYE\n");
+    assert_eq!(nc.expect_line(), "BYE\n");
     lab.wait_for(1, "S>C BYE");
     lab.assert_same_as("upcall-bad-input");
 }

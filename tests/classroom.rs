@@ -9,24 +9,18 @@
 //! They measure this process, which holds the server *and* its clients, so they run one at a
 //! time (`serial`).
 
-mod support;
+pub mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, resident_kib, wait_until, TestServer};
+use support::scenarios::{
+    answer_every_upcall, flooder, ignores_what_it_hears, stops_reading, Line,
+};
+use support::{quiet_config, resident_kib, serial, wait_until, RawClient, TestServer};
 use upcall::server::ServerConfig;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The kernel's count of connections dropped because a listen queue was full.
 fn listen_overflows() -> u64 {
@@ -43,24 +37,6 @@ fn listen_overflows() -> u64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// Connects, reads `WELCOME`, registers `on_event`; returns the stream and a reader on it.
-fn join_class(address: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("WELCOME "), "{line:?}");
-    stream.write_all(b"REGISTER on_event\n").unwrap();
-    line.clear();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "REGISTERED on_event\n");
-    (stream, reader)
 }
 
 /// 200 students chat at human rates (a message every 2–8 s each) for 15 s, while a client that
@@ -81,62 +57,36 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
     let answered = Arc::new(AtomicUsize::new(0));
     let mut students = Vec::new();
     for n in 0..STUDENTS {
-        let (stream, reader) = join_class(server.addr);
-        let writer = Arc::new(Mutex::new(stream));
-        // The student's reader: answers every upcall; times its own messages, whose text carries
-        // the moment they were sent.
-        let listening = {
-            let (writer, worst, answered) =
-                (writer.clone(), worst_micros.clone(), answered.clone());
-            let mine = format!("Upcall event: Processing s{n} ");
-            thread::spawn(move || {
-                for line in reader.lines().map_while(Result::ok) {
-                    let mut words = line.splitn(4, ' ');
-                    let (Some("UPCALL"), Some(id)) = (words.next(), words.next()) else {
-                        continue;
-                    };
-                    let answer = format!("RETURN {id} ok\n");
-                    if writer.lock().unwrap().write_all(answer.as_bytes()).is_err() {
-                        break;
-                    }
-                    let argument = words.nth(1).unwrap_or("");
-                    if let Some(sent) = argument.strip_prefix(&mine) {
-                        let sent: u64 = sent.split(' ').nth(1).unwrap().parse().unwrap();
-                        let took = start.elapsed().as_micros() as u64 - sent;
-                        worst.fetch_max(took, Ordering::SeqCst);
-                        answered.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        };
-        students.push((writer, listening));
+        let (client, _) = server.connect_registered(&["on_event"]);
+        // The student answers every upcall, and times its own messages, whose text carries the
+        // moment they were sent. (It keeps nothing else: this test measures the memory.)
+        let (worst, answered) = (worst_micros.clone(), answered.clone());
+        let mine = format!("Upcall event: Processing s{n} ");
+        let (writer, _) = answer_every_upcall(client, move |line, _| {
+            let Line::Upcall(upcall) = line else {
+                return;
+            };
+            if let Some(sent) = upcall.argument.strip_prefix(&mine) {
+                let sent: u64 = sent.split(' ').nth(1).unwrap().parse().unwrap();
+                let took = start.elapsed().as_micros() as u64 - sent;
+                worst.fetch_max(took, Ordering::SeqCst);
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        students.push(writer);
     }
     let baseline_kib = resident_kib("self");
 
     // The bad neighbours.
-    let _stuck = join_class(server.addr);
-    let silent: Vec<TcpStream> = (0..20)
-        .map(|_| TcpStream::connect(server.addr).unwrap())
-        .collect();
-    let flooder = thread::spawn({
-        let (mut stream, reader) = join_class(server.addr);
-        thread::spawn(move || reader.lines().map_while(Result::ok).count());
-        move || {
-            let line = format!("MSG {}\n", "f".repeat(200));
-            for _ in 0..20_000 {
-                if stream.write_all(line.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let _stuck = stops_reading(server.connect_welcomed().0);
+    let silent: Vec<RawClient> = (0..20).map(|_| server.connect()).collect();
+    let flood = flooder(server.connect(), 20_000, &"f".repeat(200));
     let registrar = thread::spawn({
-        let (mut stream, reader) = join_class(server.addr);
-        thread::spawn(move || reader.lines().map_while(Result::ok).count());
+        let stream = ignores_what_it_hears(server.connect_registered(&["on_event"]).0);
         move || {
             for n in 0..50_000 {
                 let garbage = format!("REGISTER junk_{n}\nRETURN {n} x\nNONSENSE {n}\n");
-                if stream.write_all(garbage.as_bytes()).is_err() {
+                if stream.try_send(&garbage).is_err() {
                     break;
                 }
             }
@@ -148,7 +98,7 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
     let chatters: Vec<_> = students
         .iter()
         .enumerate()
-        .map(|(n, (writer, _))| {
+        .map(|(n, writer)| {
             let (writer, sent) = (writer.clone(), sent.clone());
             thread::spawn(move || {
                 let mut seq = 0u64;
@@ -158,7 +108,7 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
                     seq += 1;
                     let now = start.elapsed().as_micros();
                     let line = format!("MSG s{n} {seq} {now}\n");
-                    writer.lock().unwrap().write_all(line.as_bytes()).unwrap();
+                    writer.send(&line);
                     sent.fetch_add(1, Ordering::SeqCst);
                     let pause = 2000 + (n as u64 * 7919 + seq * 104_729) % 6000;
                     thread::sleep(Duration::from_millis(pause));
@@ -169,7 +119,7 @@ fn a_classroom_of_200_with_four_bad_neighbours_is_served_throughout() {
     for chatter in chatters {
         chatter.join().unwrap();
     }
-    flooder.join().unwrap();
+    flood.join().unwrap();
     registrar.join().unwrap();
     let sent = sent.load(Ordering::SeqCst);
     assert!(
@@ -211,24 +161,18 @@ fn a_burst_of_5000_connections_is_welcomed_within_2_s() {
             let (go, address) = (go.clone(), server.addr);
             thread::spawn(move || {
                 go.wait();
-                let streams: Vec<TcpStream> = (0..EACH)
-                    .map(|_| TcpStream::connect(address).expect("connect"))
-                    .collect();
-                for stream in &streams {
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(10)))
-                        .unwrap();
-                    let mut line = String::new();
-                    BufReader::new(stream).read_line(&mut line).unwrap();
-                    assert!(line.starts_with("WELCOME "), "{line:?}");
+                let mut clients: Vec<RawClient> =
+                    (0..EACH).map(|_| RawClient::connect(address)).collect();
+                for client in &mut clients {
+                    client.expect_welcome();
                 }
-                streams
+                clients
             })
         })
         .collect();
     go.wait();
     let started = Instant::now();
-    let connected: Vec<Vec<TcpStream>> = connectors
+    let connected: Vec<Vec<RawClient>> = connectors
         .into_iter()
         .map(|connector| connector.join().unwrap())
         .collect();
@@ -250,12 +194,13 @@ fn a_burst_of_5000_connections_is_welcomed_within_2_s() {
 fn three_hundred_thousand_registrations_cost_under_2_mib() {
     let _serial = serial();
     let server = TestServer::start(quiet_config());
-    let (mut stream, reader) = join_class(server.addr);
+    let (mut client, _) = server.connect_registered(&["on_event"]);
+    let stream = client.sender();
+    client.set_patience(Some(Duration::from_secs(20)));
     let refusals = thread::spawn(move || {
-        reader
+        client
             .lines()
-            .map_while(Result::ok)
-            .take_while(|line| line != "BYE")
+            .take_while(|line| line != "BYE\n")
             .filter(|line| line.starts_with("ERR too many callbacks"))
             .count()
     });
@@ -264,12 +209,12 @@ fn three_hundred_thousand_registrations_cost_under_2_mib() {
     for n in 0..300_000 {
         batch.push_str(&format!("REGISTER cb_{n}\n"));
         if batch.len() > 64 * 1024 {
-            stream.write_all(batch.as_bytes()).unwrap();
+            stream.send(&batch);
             batch.clear();
         }
     }
     batch.push_str("BYE\n");
-    stream.write_all(batch.as_bytes()).unwrap();
+    stream.send(&batch);
     let refused = refusals.join().unwrap();
     let grown = resident_kib("self").saturating_sub(before);
     eprintln!("300,000 REGISTERs: {refused} refused; grew by {grown} KiB");

@@ -5,7 +5,7 @@
 //! The real `clientcall` runs as a child process; the other side is either the library server in
 //! this process or a fake server (a `TcpListener` in the test) that misbehaves on purpose.
 
-mod support;
+pub mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,17 +4,19 @@
 //! (The client's own bounds are tested in `tests/client_bounds.rs`, the connections' fairness in
 //! `tests/fairness.rs`.)
 
-mod support;
+mod process;
+pub mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, TestServer};
+use process::servercall_with_a_paused_terminal;
+use support::scenarios::TwoClients;
+use support::{quiet_config, RawClient, TestServer};
 use upcall::console::{self, ConsoleEnd};
 use upcall::server::{Outcome, Server, ServerConfig};
 
@@ -158,50 +160,26 @@ fn a_broadcast_reports_each_client_exactly_once() {
 /// once.
 #[test]
 fn a_paused_terminal_never_holds_up_a_client() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_servercall"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let address = first
-        .split_whitespace()
-        .nth(3)
-        .expect("servercall listening on ADDRESS")
-        .to_string();
+    let (mut server, port) = servercall_with_a_paused_terminal();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
     // From here on, nobody reads stdout. 2,000 connections write ~150 KB of log: far more than a
     // pipe holds (64 KiB).
     for _ in 0..2000 {
-        drop(TcpStream::connect(&address).unwrap());
+        drop(TcpStream::connect(address).unwrap());
     }
     thread::sleep(Duration::from_millis(500));
     let mut worst = Duration::ZERO;
     for n in 0..20 {
         let started = Instant::now();
-        let stream = TcpStream::connect(&address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
+        let mut client = RawClient::connect(address);
+        let line = client.expect_line();
         assert!(line.starts_with("WELCOME "), "{line:?}");
-        (&stream).write_all(b"REGISTER on_event\n").unwrap();
-        (&stream)
-            .write_all(format!("MSG paused {n}\n").as_bytes())
-            .unwrap();
-        for expected in [
-            "REGISTERED on_event\n".to_string(),
-            format!("UPCALL 1 on_event Upcall event: Processing paused {n}\n"),
-        ] {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, expected);
-        }
+        client.send("REGISTER on_event\n");
+        client.send(&format!("MSG paused {n}\n"));
+        client.expect("REGISTERED on_event\n");
+        client.expect(&format!(
+            "UPCALL 1 on_event Upcall event: Processing paused {n}\n"
+        ));
         worst = worst.max(started.elapsed());
     }
     eprintln!("with the terminal paused: slowest connect-to-UPCALL {worst:?}");
@@ -215,9 +193,7 @@ fn a_paused_terminal_never_holds_up_a_client() {
 /// glued by a zero width joiner (a family, the rainbow flag) are text and pass.
 #[test]
 fn invisible_format_characters_are_refused_and_not_passed_on_while_emoji_sequences_pass() {
-    let server = TestServer::start(quiet_config());
-    let (mut sender, _) = server.connect_registered(&["on_event"]);
-    let (mut other, _) = server.connect_registered(&["on_event"]);
+    let mut clients = TwoClients::start();
     for (sneaky, error) in [
         (
             "MSG gnp.exe\u{202E}\n",
@@ -235,10 +211,10 @@ fn invisible_format_characters_are_refused_and_not_passed_on_while_emoji_sequenc
              joiner is allowed only between two emoji)\n",
         ),
     ] {
-        sender.send(sneaky);
-        sender.expect(error);
+        clients.rejects(sneaky.as_bytes(), error);
     }
     let emoji = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{1F3F3}\u{FE0F}\u{200D}\u{1F308}";
+    let (sender, other) = (&mut clients.bad, &mut clients.other);
     sender.send(&format!("MSG {emoji}\n"));
     sender.expect_upcall_of("on_event", &format!("Upcall event: Processing {emoji}"));
     // The first upcall `other` hears is the emoji one: nothing of the refused lines came through.

@@ -5,152 +5,17 @@
 //! bytes on loopback, and checks what the ordinary clients see. The heavy versions (a whole
 //! classroom, a burst of 5,000 connections) are in `tests/classroom.rs`.
 
-mod support;
+pub mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, wait_until, TestServer};
-use upcall::log::Log;
+use support::scenarios::{flooder, stops_reading, Student, CUT_OFF};
+use support::{quiet_config, wait_until, KeptLog, TestServer};
 use upcall::server::{Server, ServerConfig};
 
 /// The bound the issue sets: a normal client's `MSG` → `UPCALL`, and a broadcast, at most this.
 const WORST_CASE: Duration = Duration::from_millis(250);
-
-/// An ordinary client: registers `on_event`, answers every upcall at once on a thread of its own,
-/// and reports each upcall's argument with the moment it arrived.
-struct Student {
-    writer: Arc<Mutex<TcpStream>>,
-    heard: Receiver<(String, Instant)>,
-    name: String,
-}
-
-impl Student {
-    fn join(address: SocketAddr) -> Student {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream.set_nodelay(true).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let name = line
-            .split_whitespace()
-            .nth(1)
-            .expect("WELCOME client-N")
-            .to_string();
-        let writer = Arc::new(Mutex::new(stream));
-        writer
-            .lock()
-            .unwrap()
-            .write_all(b"REGISTER on_event\n")
-            .unwrap();
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        assert_eq!(line, "REGISTERED on_event\n");
-        let (tell, heard) = mpsc::channel();
-        let answers = writer.clone();
-        thread::spawn(move || {
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                let arrived = Instant::now();
-                let mut words = line.trim_end().splitn(4, ' ');
-                if let (Some("UPCALL"), Some(id)) = (words.next(), words.next()) {
-                    let argument = words.nth(1).unwrap_or("").to_string();
-                    let answer = format!("RETURN {id} ok\n");
-                    if answers
-                        .lock()
-                        .unwrap()
-                        .write_all(answer.as_bytes())
-                        .is_err()
-                    {
-                        break;
-                    }
-                    let _ = tell.send((argument, arrived));
-                }
-                line.clear();
-            }
-        });
-        Student {
-            writer,
-            heard,
-            name,
-        }
-    }
-
-    fn send(&self, line: &str) {
-        self.writer
-            .lock()
-            .unwrap()
-            .write_all(line.as_bytes())
-            .unwrap();
-    }
-
-    /// Waits for the upcall whose argument is `argument`; when it arrived.
-    fn heard(&self, argument: &str) -> Instant {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.heard.recv_timeout(left) {
-                Ok((heard, at)) if heard == argument => return at,
-                Ok(_) => {}
-                Err(_) => panic!("{} never heard {argument:?}", self.name),
-            }
-        }
-    }
-}
-
-/// A client that registers `on_event` and then never reads again (a `clientcall` suspended
-/// with Ctrl-Z).
-fn stuck_client(address: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.write_all(b"REGISTER on_event\n").unwrap();
-    stream
-}
-
-/// What a flooder heard: how many `ERR too many messages`, and whether it was cut off for
-/// keeping it up.
-struct Flooded {
-    refused: usize,
-    cut_off: bool,
-}
-
-/// The line that ends a connection whose lines are refused faster than the message rate.
-const CUT_OFF: &str = "ERR too many refused lines: more than 20 a second; closing the connection";
-
-/// A client that registers `on_event`, sends `count` `MSG`s as fast as it can, and reads whatever
-/// comes back.
-fn flooder(address: SocketAddr, count: usize, text: &str) -> thread::JoinHandle<Flooded> {
-    let mut stream = TcpStream::connect(address).unwrap();
-    let reader = BufReader::new(stream.try_clone().unwrap());
-    let heard = thread::spawn(move || {
-        let mut flooded = Flooded {
-            refused: 0,
-            cut_off: false,
-        };
-        for line in reader.lines().map_while(Result::ok) {
-            flooded.refused += usize::from(line.starts_with("ERR too many messages"));
-            flooded.cut_off |= line == CUT_OFF;
-        }
-        flooded
-    });
-    let line = format!("MSG {text}\n");
-    thread::spawn(move || {
-        let _ = stream.write_all(b"REGISTER on_event\n");
-        for _ in 0..count {
-            if stream.write_all(line.as_bytes()).is_err() {
-                break;
-            }
-        }
-        let _ = stream.write_all(b"BYE\n");
-        heard.join().unwrap_or(Flooded {
-            refused: 0,
-            cut_off: false,
-        })
-    })
-}
 
 /// 1. A client that never reads and a flooder are connected; three ordinary clients chat and the
 ///    console broadcasts. Every ordinary `MSG` comes back as its `UPCALL`, and every broadcast
@@ -161,9 +26,9 @@ fn a_stuck_client_and_a_flooder_never_hold_up_the_others() {
         max_msg_rate: 20,
         ..quiet_config()
     });
-    let _stuck = stuck_client(server.addr);
-    let flood = flooder(server.addr, 20_000, &"f".repeat(1000));
-    let students: Vec<Student> = (0..3).map(|_| Student::join(server.addr)).collect();
+    let _stuck = stops_reading(server.connect());
+    let flood = flooder(server.connect(), 20_000, &"f".repeat(1000));
+    let students: Vec<Student> = (0..3).map(|_| Student::join(&server)).collect();
 
     let mut worst = Duration::ZERO;
     for round in 0..20 {
@@ -171,7 +36,7 @@ fn a_stuck_client_and_a_flooder_never_hold_up_the_others() {
             let text = format!("round {round} from {n}");
             let sent = Instant::now();
             student.send(&format!("MSG {text}\n"));
-            let took = student.heard(&format!("Upcall event: Processing {text}")) - sent;
+            let took = student.arrival_of(&format!("Upcall event: Processing {text}")) - sent;
             worst = worst.max(took);
         }
         if round % 4 == 0 {
@@ -180,7 +45,8 @@ fn a_stuck_client_and_a_flooder_never_hold_up_the_others() {
             let sent = Instant::now();
             let broadcast = thread::spawn(move || console.broadcast(&text));
             for student in &students {
-                let took = student.heard(&format!("Upcall event: server says broadcast {round}"));
+                let took =
+                    student.arrival_of(&format!("Upcall event: server says broadcast {round}"));
                 worst = worst.max(took - sent);
             }
             // The broadcast itself waits for the stuck client's answer (it never comes), so
@@ -200,38 +66,30 @@ fn a_stuck_client_and_a_flooder_never_hold_up_the_others() {
 ///    most 2,000 lines.
 #[test]
 fn a_flood_is_refused_summarised_and_not_passed_on() {
-    let log_lines = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let log = Log::to({
-        let log_lines = log_lines.clone();
-        move || SharedBuffer(log_lines)
-    });
+    let kept = KeptLog::start();
     let server = Server::with_log(
         ServerConfig {
             max_msg_rate: 20,
             ..quiet_config()
         },
-        log.clone(),
+        kept.log.clone(),
     );
     let server = TestServer::serving(server);
-    let listener = Student::join(server.addr);
+    let listener = Student::join(&server);
     let started = Instant::now();
-    let flooded = flooder(server.addr, 20_000, "spam").join().unwrap();
+    let flooded = flooder(server.connect(), 20_000, "spam").join().unwrap();
     let refused = flooded.refused;
     let took = started.elapsed();
     thread::sleep(Duration::from_millis(1200)); // the last second's summary
-    log.flush(Duration::from_secs(5));
+    kept.log.flush(Duration::from_secs(5));
 
     let relayed = listener
-        .heard
-        .try_iter()
-        .filter(|(argument, _)| argument.ends_with(" says spam"))
-        .count();
-    let lines = log_lines
-        .lock()
-        .unwrap()
+        .heard()
+        .arguments
         .iter()
-        .filter(|&&b| b == b'\n')
+        .filter(|argument| argument.ends_with(" says spam"))
         .count();
+    let lines = kept.text().matches('\n').count();
     eprintln!("20,000 MSGs in {took:?}: {refused} refused, {relayed} passed on, {lines} log lines");
     assert!(took < Duration::from_secs(3), "the flood took {took:?}");
     assert!(flooded.cut_off, "the flooder was never cut off");
@@ -242,24 +100,11 @@ fn a_flood_is_refused_summarised_and_not_passed_on() {
         "the burst allowance was not honoured: {relayed}"
     );
     assert!(lines <= 2000, "the log grew by {lines} lines");
-    let text = String::from_utf8_lossy(&log_lines.lock().unwrap()).into_owned();
+    let text = kept.text();
     assert!(
         text.contains("more refused lines not shown (at most 5 a second)"),
         "{text}"
     );
-}
-
-/// A `Write` the test can read while the log's thread holds it.
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// 3. Slots: with `--max-clients 20 --line-timeout 2`, ten silent connections and ten that send
@@ -360,7 +205,7 @@ fn a_stream_of_bad_lines_is_cut_off() {
     let mut errors = 0;
     loop {
         let line = garbage.expect_line();
-        if line == format!("{CUT_OFF}\n") {
+        if line == CUT_OFF {
             break;
         }
         assert!(line.starts_with("ERR unknown verb"), "{line:?}");

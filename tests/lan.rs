@@ -7,102 +7,56 @@
 //! assertions hold them to loose bounds only, so that a busy machine does not fail them.
 #![cfg(target_os = "linux")]
 
-mod support;
+pub mod support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::netns::Lan;
-use support::wait_until;
-use upcall::log::Log;
+use support::netns::{Lan, LanServer};
+use support::scenarios::{ignores_what_it_hears, stops_reading, Student};
+use support::{is_root, wait_until, KeptLog, RawClient};
 use upcall::server::{Outcome, Server, ServerConfig};
 
 const PORT: u16 = 4141;
 
 fn needs_root() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1).map(|uid| uid == "0"))
-        .unwrap_or(false);
     assert!(
-        root,
+        is_root(),
         "these tests make network namespaces: run them as root"
     );
 }
 
-/// A log the test can read: every line, in a buffer.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// The server, serving inside host 0 on every interface.
-fn serve(lan: &Lan, config: ServerConfig) -> (Server, Lines) {
-    let lines = Lines::default();
-    let log = Log::to({
-        let lines = lines.clone();
-        move || lines
-    });
-    let server = Server::with_log(config, log);
-    let listener = lan.in_host(0, || TcpListener::bind(("0.0.0.0", PORT)).expect("bind"));
-    let serving = server.clone();
-    thread::spawn(move || serving.serve(listener));
-    (server, lines)
+/// The server, serving inside host 0 on every interface, and its log.
+fn serve(lan: &Lan, config: ServerConfig) -> (LanServer<'_>, KeptLog) {
+    let kept = KeptLog::start();
+    let server = lan.serve(Server::with_log(config, kept.log.clone()), PORT);
+    (server, kept)
 }
 
 /// A connection from client host `n` to the server, with its `WELCOME` read.
-fn connect(lan: &Lan, n: usize) -> (TcpStream, BufReader<TcpStream>) {
-    let (stream, reader, _) = connect_named(lan, n);
-    (stream, reader)
+fn connect(lan: &Lan, n: usize) -> RawClient {
+    connect_named(lan, n).0
 }
 
 /// [`connect`], and the client's name from its `WELCOME`.
-fn connect_named(lan: &Lan, n: usize) -> (TcpStream, BufReader<TcpStream>, String) {
+fn connect_named(lan: &Lan, n: usize) -> (RawClient, String) {
     let server: SocketAddr = format!("{}:{PORT}", lan.server_ip(n)).parse().unwrap();
     let stream = lan
         .in_host(n, move || {
             TcpStream::connect_timeout(&server, Duration::from_secs(5))
         })
         .expect("connect across the veth");
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut welcome = String::new();
-    reader.read_line(&mut welcome).unwrap();
-    assert!(welcome.starts_with("WELCOME client-"), "{welcome:?}");
-    let name = welcome.split(' ').nth(1).unwrap_or_default().to_string();
-    (stream, reader, name)
+    let mut client = RawClient::over(stream);
+    client.set_patience(Some(Duration::from_secs(20)));
+    let name = client.expect_welcome();
+    (client, name)
 }
 
-fn register(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, callback: &str) {
-    stream
-        .write_all(format!("REGISTER {callback}\n").as_bytes())
-        .unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, format!("REGISTERED {callback}\n"));
+/// A prompt student on client host `host` (see [`Student`]).
+fn student(lan: &Lan, host: usize) -> Student {
+    let (client, name) = connect_named(lan, host);
+    Student::answering(client, name)
 }
 
 /// p50, p99 and the maximum of some durations, in milliseconds.
@@ -112,57 +66,6 @@ fn spread(mut times: Vec<Duration>) -> (f64, f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |q: f64| ms(times[((times.len() - 1) as f64 * q).round() as usize]);
     (at(0.5), at(0.99), ms(*times.last().unwrap()))
-}
-
-/// A prompt student: answers every upcall at once, and notes when each argument arrived.
-struct Student {
-    writer: Arc<Mutex<TcpStream>>,
-    heard: Arc<Mutex<HashMap<String, Instant>>>,
-    name: String,
-}
-
-impl Student {
-    fn join(lan: &Lan, host: usize) -> Student {
-        let (mut stream, mut reader, name) = connect_named(lan, host);
-        register(&mut stream, &mut reader, "on_event");
-        let writer = Arc::new(Mutex::new(stream));
-        let heard = Arc::new(Mutex::new(HashMap::new()));
-        let (answers, notes) = (writer.clone(), heard.clone());
-        thread::spawn(move || {
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                let now = Instant::now();
-                let mut words = line.trim_end().splitn(4, ' ');
-                if let (Some("UPCALL"), Some(id)) = (words.next(), words.next()) {
-                    let argument = words.nth(1).unwrap_or("").to_string();
-                    let answer = format!("RETURN {id} ok\n");
-                    if answers
-                        .lock()
-                        .unwrap()
-                        .write_all(answer.as_bytes())
-                        .is_err()
-                    {
-                        break;
-                    }
-                    notes.lock().unwrap().insert(argument, now);
-                }
-                line.clear();
-            }
-        });
-        Student {
-            writer,
-            heard,
-            name,
-        }
-    }
-
-    fn send(&self, line: &str) {
-        let _ = self.writer.lock().unwrap().write_all(line.as_bytes());
-    }
-
-    fn heard_at(&self, argument: &str) -> Option<Instant> {
-        self.heard.lock().unwrap().get(argument).copied()
-    }
 }
 
 /// 300 clients that register `on_event` and never read (a Ctrl-Z'd `clientcall`, a laptop
@@ -184,30 +87,24 @@ fn slow_readers_on_a_lan_cost_nobody_else() {
         },
     );
 
-    let mut never_reading: Vec<TcpStream> = (0..NEVER_READING)
-        .map(|_| {
-            let (mut stream, _) = connect(&lan, 1);
-            stream.write_all(b"REGISTER on_event\n").unwrap();
-            stream
-        })
+    let mut never_reading: Vec<RawClient> = (0..NEVER_READING)
+        .map(|_| stops_reading(connect(&lan, 1)))
         .collect();
     let filler = {
-        let (mut stream, reader) = connect(&lan, 1);
-        stream.write_all(b"REGISTER on_event\n").unwrap();
-        thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
-        stream
+        let mut client = connect(&lan, 1);
+        client.send("REGISTER on_event\n");
+        ignores_what_it_hears(client)
     };
-    let students = [Student::join(&lan, 2), Student::join(&lan, 2)];
+    let students = [student(&lan, 2), student(&lan, 2)];
     let names: Vec<String> = students.iter().map(|s| s.name.clone()).collect();
 
     let started = Instant::now();
     let stop = started + RUN;
     let filling = thread::spawn({
-        let mut filler = filler;
         move || {
             let line = format!("MSG {}\n", "f".repeat(3900));
             while Instant::now() < stop {
-                if filler.write_all(line.as_bytes()).is_err() {
+                if filler.try_send(&line).is_err() {
                     break;
                 }
                 thread::sleep(Duration::from_millis(1000 / 19));
@@ -221,7 +118,7 @@ fn slow_readers_on_a_lan_cost_nobody_else() {
         for (who, student) in students.iter().enumerate() {
             let text = format!("s{who}-{round}");
             sent.push((who, text.clone(), Instant::now()));
-            student.send(&format!("MSG {text}\n"));
+            let _ = student.sender().try_send(&format!("MSG {text}\n"));
         }
         round += 1;
         // Every second, the 25 oldest never-readers leave and new ones come: each lives 12 s.
@@ -231,9 +128,7 @@ fn slow_readers_on_a_lan_cost_nobody_else() {
                 drop(old);
             }
             for _ in 0..NEVER_READING / 12 {
-                let (mut stream, _) = connect(&lan, 1);
-                stream.write_all(b"REGISTER on_event\n").unwrap();
-                never_reading.push(stream);
+                never_reading.push(stops_reading(connect(&lan, 1)));
             }
         }
         thread::sleep(Duration::from_millis(100));
@@ -308,11 +203,11 @@ fn vanished_laptops_are_dropped_within_a_minute() {
     );
     let mut ghosts = Vec::new();
     for callback in ["on_event", "on_event", "uppercase"] {
-        let (mut stream, mut reader) = connect(&lan, 1);
-        register(&mut stream, &mut reader, callback);
-        ghosts.push((stream, reader));
+        let mut ghost = connect(&lan, 1);
+        ghost.register(callback);
+        ghosts.push(ghost);
     }
-    let student = Student::join(&lan, 2);
+    let student = student(&lan, 2);
     assert_eq!(server.client_count(), 4);
 
     let vanished = Instant::now();
@@ -384,20 +279,16 @@ fn vanished_laptops_are_dropped_within_a_minute() {
 /// one write now, reading (and counting) whatever comes back on a thread of its own; returns
 /// whether the server closed it.
 fn abuser(lan: &Lan, n: usize, register_first: bool, bytes: Vec<u8>) -> thread::JoinHandle<bool> {
-    let (mut stream, mut reader) = connect(lan, n);
+    let mut client = connect(lan, n);
     if register_first {
-        register(&mut stream, &mut reader, "on_event");
+        client.register("on_event");
     }
-    let _ = stream.write_all(&bytes);
-    thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(error) => return error.kind() != std::io::ErrorKind::WouldBlock,
-            }
+    let _ = client.try_send_bytes(&bytes);
+    thread::spawn(move || loop {
+        match client.try_line() {
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(error) => return error.kind() != std::io::ErrorKind::WouldBlock,
         }
     })
 }
@@ -420,23 +311,18 @@ fn the_whole_class_on_a_lan() {
             ..ServerConfig::default()
         },
     );
-    let students: Vec<Student> = (0..STUDENTS).map(|_| Student::join(&lan, 1)).collect();
-    let _never_reading: Vec<TcpStream> = (0..300)
+    let students: Vec<Student> = (0..STUDENTS).map(|_| student(&lan, 1)).collect();
+    let _never_reading: Vec<RawClient> =
+        (0..300).map(|_| stops_reading(connect(&lan, 2))).collect();
+    let _ghosts: Vec<RawClient> = (0..3)
         .map(|_| {
-            let (mut stream, _) = connect(&lan, 2);
-            stream.write_all(b"REGISTER on_event\n").unwrap();
-            stream
-        })
-        .collect();
-    let _ghosts: Vec<_> = (0..3)
-        .map(|_| {
-            let (mut stream, mut reader) = connect(&lan, 3);
-            register(&mut stream, &mut reader, "on_event");
-            (stream, reader)
+            let mut ghost = connect(&lan, 3);
+            ghost.register("on_event");
+            ghost
         })
         .collect();
     lan.vanish(3);
-    let mut squatters: Vec<TcpStream> = (0..10).map(|_| connect(&lan, 4).0).collect();
+    let mut squatters: Vec<RawClient> = (0..10).map(|_| connect(&lan, 4)).collect();
     let abusers = vec![
         abuser(&lan, 4, true, b"\n".repeat(5000)),
         abuser(&lan, 4, true, b"REGISTER on_event\n".repeat(500)),
@@ -457,11 +343,11 @@ fn the_whole_class_on_a_lan() {
             if (who + round) % 100 == 0 {
                 let text = format!("hello {who}-{round}");
                 sent.push((who, text.clone(), Instant::now()));
-                student.send(&format!("MSG {text}\n"));
+                let _ = student.sender().try_send(&format!("MSG {text}\n"));
             }
         }
         for squatter in &mut squatters {
-            let _ = squatter.write_all(b"x");
+            let _ = squatter.try_send_bytes(b"x");
         }
         round += 1;
         thread::sleep(Duration::from_millis(100));

@@ -5,17 +5,17 @@
 #![cfg(target_os = "linux")]
 
 mod process;
-mod support;
+pub mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use process::Program;
-use support::wait_until;
+use process::{servercall_with_a_paused_terminal, Program};
+use support::{is_root, wait_until, RawClient};
 
 const SERVERCALL: &str = env!("CARGO_BIN_EXE_servercall");
 
@@ -25,28 +25,18 @@ fn servercall_after(setup: &str, args: &str) -> (Program, u16) {
     Program::listening(Program::start("sh", &["-c", &script]))
 }
 
-/// A connection that has read its `WELCOME` (or whatever the server said first).
-fn first_line(port: u16) -> (TcpStream, String) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    let _ = reader.read_line(&mut line);
-    (stream, line)
+/// A connection that has read its `WELCOME` (or whatever the server said first; nothing if it
+/// said nothing in time).
+fn first_line(port: u16) -> (RawClient, String) {
+    let mut client = RawClient::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    client.set_patience(Some(Duration::from_secs(10)));
+    let line = client.try_line().ok().flatten().unwrap_or_default();
+    (client, line)
 }
 
 #[test]
 fn quit_ends_the_program_even_when_nobody_reads_its_output() {
-    // stdout is a pipe the test never reads: once its 64 KiB are full, every write blocks.
-    let mut server = Command::new(SERVERCALL)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut server, _) = servercall_with_a_paused_terminal();
     let mut stdin = server.stdin.take().unwrap();
     // 3,000 `help`s: about 2 MB of answers, far more than the pipe and the log's queue hold.
     stdin.write_all("help\n".repeat(3000).as_bytes()).unwrap();
@@ -94,7 +84,7 @@ fn a_small_open_file_limit_still_serves_a_class() {
         note.contains("the open-file limit 100 allows about 88 clients); using 88."),
         "{note}"
     );
-    let clients: Vec<(TcpStream, String)> = (0..60).map(|_| first_line(port)).collect();
+    let clients: Vec<(RawClient, String)> = (0..60).map(|_| first_line(port)).collect();
     let welcomed = clients
         .iter()
         .filter(|(_, line)| line.starts_with("WELCOME client-"))
@@ -186,15 +176,6 @@ impl Drop for PidsGroup {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1).map(|uid| uid == "0"))
-        .unwrap_or(false)
-}
-
 #[test]
 fn out_of_threads_the_server_refuses_clearly_and_never_panics() {
     if !is_root() && std::env::var_os("CI").is_none() {
@@ -211,10 +192,10 @@ fn out_of_threads_the_server_refuses_clearly_and_never_panics() {
             .contains("the control group's pids.max leaves room for about")
     });
     assert!(noted, "{}", server.text());
-    let mut students: Vec<(TcpStream, String)> = (0..5).map(|_| first_line(port)).collect();
-    for (stream, line) in &mut students {
+    let mut students: Vec<(RawClient, String)> = (0..5).map(|_| first_line(port)).collect();
+    for (client, line) in &mut students {
         assert!(line.starts_with("WELCOME client-"), "{line:?}");
-        stream.write_all(b"REGISTER on_event\n").unwrap();
+        client.send("REGISTER on_event\n");
     }
     // Other processes of the container take every thread that is left.
     group.set_max(group.current());
@@ -225,7 +206,7 @@ fn out_of_threads_the_server_refuses_clearly_and_never_panics() {
     server.wait_for("Could not run `call`: cannot start a thread");
     // Threads come back: everything works again, and `quit` ends the program cleanly.
     group.set_max(60);
-    students[0].0.write_all(b"MSG still here\n").unwrap();
+    students[0].0.send("MSG still here\n");
     server.wait_for("Received from client-1: still here");
     server.type_line("quit");
     let (status, text) = server.finish();

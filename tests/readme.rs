@@ -356,7 +356,9 @@ fn every_section_link_of_each_guide_leads_to_a_heading_of_that_guide() {
 }
 
 /// The Performance figures of both guides are those of the benchmark's page, their one source:
-/// the memory per idle client (servercall, N = 10000).
+/// the memory per idle client (servercall, N = 10000), the ratios of parts 1 and 2 over the five
+/// runs of its first table (as scheduled and pinned, together), and the broadcast's worst ratio
+/// to the raw fan-out. The page's own summary gives the same.
 #[test]
 fn the_performance_figures_are_the_benchmark_pages() {
     let bench = read("examples/bench/README.md");
@@ -366,8 +368,52 @@ fn the_performance_figures_are_the_benchmark_pages() {
         .expect("the N = 10000 memory line");
     let idle = line.split(" = ").nth(2).expect("= X KiB/client idle");
     let idle: f64 = idle.split(' ').next().unwrap().parse().unwrap();
-    let memory = format!("{idle:.1}");
-    for (readme, comma) in [("README.md", false), ("README.id.md", true)] {
+    let memory = format!("{idle:.1} KiB");
+    // | the five | 2 / 1b | 2 / 1 | 2 / 1b [1 CPU] | 2 / 1 [1 CPU] |, each a range `a–b`.
+    let five: Vec<(f64, f64)> = bench
+        .lines()
+        .find(|line| line.starts_with("| the five |"))
+        .expect("the five runs' row")
+        .split('|')
+        .skip(2)
+        .filter(|cell| !cell.trim().is_empty())
+        .map(|cell| {
+            let (low, high) = cell.trim().split_once('–').expect("a range");
+            (low.parse().unwrap(), high.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(five.len(), 4, "{five:?}");
+    let range = |columns: [usize; 2]| {
+        let low = columns
+            .map(|c| five[c].0)
+            .into_iter()
+            .fold(f64::MAX, f64::min);
+        let high = columns.map(|c| five[c].1).into_iter().fold(0.0, f64::max);
+        format!("{low:.2}–{high:.2}×")
+    };
+    let same_lines = range([0, 2]);
+    let ping_pong = range([1, 3]);
+    let broadcast = bench
+        .lines()
+        .filter(|line| line.starts_with("4  broadcast: last client has its UPCALL"))
+        .map(|line| {
+            // N=1000, samples, p50 and its unit, p99 and its unit, × base.
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let size = columns.iter().position(|c| c.starts_with("N=")).unwrap();
+            columns[size + 6].parse::<f64>().unwrap()
+        })
+        .fold(0.0, f64::max);
+    let broadcast = format!("{broadcast:.2}×");
+    for figure in [&ping_pong, &same_lines, &format!("within {broadcast}")] {
+        assert!(
+            bench.contains(figure.as_str()),
+            "the bench page's summary lacks {figure}"
+        );
+    }
+    for (readme, within, comma) in [
+        ("README.md", "within", false),
+        ("README.id.md", "dalam", true),
+    ] {
         let text = read(readme);
         let local = |figure: &str| {
             if comma {
@@ -376,9 +422,13 @@ fn the_performance_figures_are_the_benchmark_pages() {
                 figure.to_string()
             }
         };
-        assert!(
-            text.contains(&format!("{} KiB", local(&memory))),
-            "{readme} does not give {memory} KiB per idle client"
-        );
+        for figure in [
+            local(&memory),
+            local(&ping_pong),
+            local(&same_lines),
+            format!("{within} {}", local(&broadcast)),
+        ] {
+            assert!(text.contains(&figure), "{readme} does not give {figure}");
+        }
     }
 }

@@ -5,85 +5,17 @@
 //! (the server answers `ERR <reason>` and reads on), and a bad *client* costs that client only.
 //! So after each bad input the test checks that the same connection still works (`MSG ok` still
 //! earns its upcall) and that a second client, connected all along, saw nothing but the normal
-//! traffic.
+//! traffic. The pair is `TwoClients` of `tests/support/scenarios.rs`: `bad` (client-1), which
+//! misbehaves, and `other` (client-2), which must never notice.
 
-mod support;
+pub mod support;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{quiet_config, unknown_id_error, wait_until, RawClient, TestServer};
+use support::scenarios::{stops_reading, TwoClients};
+use support::{quiet_config, unknown_id_error, wait_until, TestServer};
 use upcall::server::{Outcome, ServerConfig};
-
-// ---------------------------------------------------------------------------------------------
-// Fixture
-// ---------------------------------------------------------------------------------------------
-
-/// A server with two clients that both registered `on_event`: `bad` (client-1), which will
-/// misbehave, and `other` (client-2), which behaves throughout and must never notice.
-struct TwoClients {
-    server: TestServer,
-    bad: RawClient,
-    other: RawClient,
-    /// The upcall id each client expects next: every upcall must arrive, in order.
-    bad_next_id: u64,
-    other_next_id: u64,
-}
-
-impl TwoClients {
-    fn start() -> TwoClients {
-        TwoClients::with_config(quiet_config())
-    }
-
-    fn with_config(config: ServerConfig) -> TwoClients {
-        let server = TestServer::start(config);
-        let (bad, bad_name) = server.connect_registered(&["on_event"]);
-        let (other, other_name) = server.connect_registered(&["on_event"]);
-        assert_eq!(
-            (bad_name.as_str(), other_name.as_str()),
-            ("client-1", "client-2")
-        );
-        TwoClients {
-            server,
-            bad,
-            other,
-            bad_next_id: 1,
-            other_next_id: 1,
-        }
-    }
-
-    /// `bad` sends `line` (raw bytes) and must get exactly `error` back.
-    fn rejects(&mut self, line: &[u8], error: &str) {
-        self.bad.send_bytes(line);
-        self.bad.expect(error);
-    }
-
-    /// Both connections still work both ways: `MSG ok` from `bad` earns its usual upcalls, on
-    /// itself and on `other`, and so does a message from `other`. The ids run on from the last
-    /// ones, so a lost or extra upcall anywhere would show.
-    fn both_still_served(&mut self) {
-        self.bad.send("MSG ok\n");
-        self.bad.expect(&format!(
-            "UPCALL {} on_event Upcall event: Processing ok\n",
-            self.bad_next_id
-        ));
-        self.other.expect(&format!(
-            "UPCALL {} on_event Upcall event: client-1 says ok\n",
-            self.other_next_id
-        ));
-        self.other.send("MSG fine\n");
-        self.other.expect(&format!(
-            "UPCALL {} on_event Upcall event: Processing fine\n",
-            self.other_next_id + 1
-        ));
-        self.bad.expect(&format!(
-            "UPCALL {} on_event Upcall event: client-2 says fine\n",
-            self.bad_next_id + 1
-        ));
-        self.bad_next_id += 2;
-        self.other_next_id += 2;
-    }
-}
 
 const TOO_LONG_4096: &str =
     "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)\n";
@@ -389,7 +321,8 @@ fn a_client_that_never_reads_is_dropped_and_the_others_lose_nothing() {
         ..quiet_config()
     });
     let (mut active, _) = server.connect_registered(&["on_event"]);
-    let (_stuck, stuck_name) = server.connect_registered(&["on_event"]);
+    let (stuck, stuck_name) = server.connect_welcomed();
+    let _stuck = stops_reading(stuck);
     // From here on nobody reads `_stuck`: every message of `active` adds ~3 KB to its buffers.
     let text = "x".repeat(3000);
 

@@ -9,11 +9,11 @@
 //! the server answer a `RawClient::ping` and checks that the answer is the very next line.
 
 mod bare;
-mod support;
+pub mod support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -476,8 +476,9 @@ fn upcall_ids_are_sequential_on_the_wire_under_concurrent_calls_and_messages() {
 
     let server = TestServer::start(quiet_config());
     let (mut client, _) = server.connect_registered(&["on_event"]);
-    // Two threads write to this socket (the answers and the messages): a lock keeps lines whole.
-    let writer = Arc::new(Mutex::new(client.writer()));
+    // Two threads write to this socket (the answers and the messages): a `Sender` keeps lines
+    // whole.
+    let writer = client.sender();
 
     let callers: Vec<_> = (0..CALL_THREADS)
         .map(|thread_number| {
@@ -496,8 +497,7 @@ fn upcall_ids_are_sequential_on_the_wire_under_concurrent_calls_and_messages() {
         let writer = writer.clone();
         thread::spawn(move || {
             for message in 0..MESSAGES {
-                let line = format!("MSG msg-{message}\n");
-                writer.lock().unwrap().write_all(line.as_bytes()).unwrap();
+                writer.send(&format!("MSG msg-{message}\n"));
             }
         })
     };
@@ -506,8 +506,7 @@ fn upcall_ids_are_sequential_on_the_wire_under_concurrent_calls_and_messages() {
     let mut seen: Vec<Upcall> = Vec::new();
     while seen.len() < TOTAL {
         let upcall = client.expect_upcall();
-        let answer = format!("RETURN {} {}\n", upcall.id, upcall.argument);
-        writer.lock().unwrap().write_all(answer.as_bytes()).unwrap();
+        writer.send(&format!("RETURN {} {}\n", upcall.id, upcall.argument));
         seen.push(upcall);
     }
     for caller in callers {

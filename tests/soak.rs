@@ -3,7 +3,8 @@
 //! broadcasts.
 //!
 //! Every test runs the library server in this process on `127.0.0.1:0`, log off, and plays its
-//! clients over loopback with plain `TcpStream`s. The light variants run in the default
+//! clients over loopback with the harness's raw clients (`tests/support/`): a prompt `Student`
+//! answers every upcall, a client that `stops_reading` never reads again. The light variants run in the default
 //! `cargo test` (a few seconds in debug); the heavy ones are `#[ignore]`d and meant for
 //! `cargo test --release -- --ignored`.
 //!
@@ -11,68 +12,22 @@
 //! those are shared by every test of this file (they run on threads of one process). So each test
 //! takes [`serial`] first: one at a time, and the others' threads wait, idle, on the lock.
 
-mod support;
+pub mod support;
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use support::{resident_kib, wait_until};
+use support::scenarios::{stops_reading, Student};
+use support::{resident_kib, serial, wait_until, RawClient, TestServer};
 use upcall::console;
 use upcall::server::{Outcome, Server, ServerConfig};
 
-/// Any single line must arrive within this long, or the test fails instead of hanging.
-const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-struct TestServer {
-    server: Server,
-    address: SocketAddr,
-    acceptor: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl TestServer {
-    fn start(config: ServerConfig) -> TestServer {
-        let server = Server::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let address = listener.local_addr().expect("local address");
-        let acceptor = {
-            let server = server.clone();
-            thread::spawn(move || server.serve(listener))
-        };
-        TestServer {
-            server,
-            address,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    fn stop(mut self) {
-        self.server.shutdown();
-        if let Some(acceptor) = self.acceptor.take() {
-            acceptor.join().expect("accept loop").expect("serve");
-        }
-        assert!(
-            self.server
-                .wait_for_clients_to_leave(Duration::from_secs(10)),
-            "clients still registered 10 s after shutdown"
-        );
-    }
-}
 
 fn config() -> ServerConfig {
     ServerConfig {
@@ -124,147 +79,40 @@ fn settle(
     }
 }
 
-/// A client speaking raw `upcall/1` lines.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    name: String,
-}
-
-impl Client {
-    /// Connects and reads `WELCOME`.
-    fn connect(address: SocketAddr) -> Client {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        let writer = stream.try_clone().unwrap();
-        let mut client = Client {
-            reader: BufReader::new(stream),
-            writer,
-            name: String::new(),
-        };
-        let welcome = client.line();
-        let name = welcome
-            .strip_prefix("WELCOME ")
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or_else(|| panic!("expected WELCOME, got {welcome:?}"));
-        client.name = name.to_string();
-        client
-    }
-
-    fn registered(address: SocketAddr, callback: &str) -> Client {
-        let mut client = Client::connect(address);
-        client.send(&format!("REGISTER {callback}\n"));
-        assert_eq!(client.line(), format!("REGISTERED {callback}"));
-        client
-    }
-
-    fn send(&mut self, text: &str) {
-        self.writer.write_all(text.as_bytes()).expect("send");
-    }
-
-    /// The next line without its newline; panics on timeout or end of stream.
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("{}: connection closed", self.name),
-            Ok(_) => line.trim_end_matches('\n').to_string(),
-            Err(error) => panic!("{}: no line within {LINE_TIMEOUT:?}: {error}", self.name),
-        }
-    }
-}
-
-/// `UPCALL <id> <callback> <argument>` → (id, argument).
-fn upcall(line: &str) -> Option<(u64, String)> {
-    let mut fields = line.strip_prefix("UPCALL ")?.splitn(3, ' ');
-    let id = fields.next()?.parse().ok()?;
-    let _callback = fields.next()?;
-    Some((id, fields.next().unwrap_or("").to_string()))
-}
-
-/// What a client's answering thread saw.
-#[derive(Default, Debug)]
-struct Heard {
-    ids: Vec<u64>,
-    arguments: Vec<String>,
-    /// Any line that is not an `UPCALL`: an `ERR` here would mean a `RETURN` the server did not
-    /// expect, i.e. an upcall answered twice or never sent.
-    other: Vec<String>,
-}
-
-/// Reads `client` until end of stream on a thread of its own, answering every upcall with
-/// `RETURN <id> ok` at once (through `writer`, shared with whoever else writes to this client).
-fn answer_everything(
-    mut reader: BufReader<TcpStream>,
-    writer: Arc<Mutex<TcpStream>>,
-    heard: Arc<Mutex<Heard>>,
-) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let text = line.trim_end_matches('\n');
-            match upcall(text) {
-                Some((id, argument)) => {
-                    let answered = writer
-                        .lock()
-                        .unwrap()
-                        .write_all(format!("RETURN {id} ok\n").as_bytes());
-                    let mut heard = heard.lock().unwrap();
-                    heard.ids.push(id);
-                    heard.arguments.push(argument);
-                    if answered.is_err() {
-                        return;
-                    }
-                }
-                None => heard.lock().unwrap().other.push(text.to_string()),
-            }
-        }
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Churn: thousands of connections come and go, many of them rudely
 
 /// One connection's life, in one of six ways.
-fn churn_cycle(address: SocketAddr, kind: usize) {
+fn churn_cycle(server: &TestServer, kind: usize) {
     match kind {
         // Polite: register, say BYE, wait for the server's BYE.
         0 => {
-            let mut client = Client::registered(address, "on_event");
+            let (mut client, _) = server.connect_registered(&["on_event"]);
             client.send("BYE\n");
-            assert_eq!(client.line(), "BYE");
+            client.expect("BYE\n");
         }
         // Registered, then gone without a word (FIN).
-        1 => drop(Client::registered(address, "on_event")),
+        1 => drop(server.connect_registered(&["on_event"])),
         // Half a line, then FIN: "connection closed in the middle of a line" on the server.
         2 => {
-            let mut client = Client::connect(address);
+            let (mut client, _) = server.connect_welcomed();
             client.send("REGISTER on_ev");
-            client.writer.shutdown(Shutdown::Write).unwrap();
+            client.stop_sending();
         }
         // WELCOME left unread, then closed: unread data makes Linux send RST, not FIN.
         3 => {
-            let stream = TcpStream::connect(address).expect("connect");
-            stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
-            let mut peek = [0; 1];
-            stream.peek(&mut peek).expect("WELCOME arrives");
-            (&stream).write_all(b"REGISTER on_event\n").unwrap();
+            let mut client = server.connect();
+            client.wait_unread();
+            client.send("REGISTER on_event\n");
         }
         // Half a line, then RST.
         4 => {
-            let stream = TcpStream::connect(address).expect("connect");
-            stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
-            let mut peek = [0; 1];
-            stream.peek(&mut peek).expect("WELCOME arrives");
-            (&stream).write_all(b"MSG hal").unwrap();
+            let mut client = server.connect();
+            client.wait_unread();
+            client.send("MSG hal");
         }
         // Connected and closed at once, before WELCOME could even be read.
-        _ => drop(TcpStream::connect(address).expect("connect")),
+        _ => drop(server.connect()),
     }
 }
 
@@ -274,20 +122,20 @@ fn churn(cycles: usize) {
     // One of each first, so that anything created once (a thread-local, an arena) is there
     // before the baseline is taken.
     for kind in 0..6 {
-        churn_cycle(server.address, kind);
+        churn_cycle(&server, kind);
     }
-    wait_until(Duration::from_secs(5), || server.server.client_count() == 0);
+    wait_until(Duration::from_secs(5), || server.client_count() == 0);
     let baseline = (threads(), open_fds());
 
     let started = Instant::now();
     for cycle in 0..cycles {
-        churn_cycle(server.address, cycle % 6);
+        churn_cycle(&server, cycle % 6);
     }
     let took = started.elapsed();
 
     // Every connection thread must be gone, every socket closed (a few stragglers may still be
     // on their way out: poll).
-    let after = settle(&server.server, baseline, 2, Duration::from_secs(10));
+    let after = settle(&server, baseline, 2, Duration::from_secs(10));
     assert!(
         after.0 <= baseline.0 + 2 && after.1 <= baseline.1 + 2,
         "after {cycles} cycles in {took:?}: threads {} (baseline {}), fds {} (baseline {})",
@@ -296,22 +144,15 @@ fn churn(cycles: usize) {
         after.1,
         baseline.1
     );
-    assert_eq!(
-        server.server.client_count(),
-        0,
-        "clients left in the registry"
-    );
+    assert_eq!(server.client_count(), 0, "clients left in the registry");
 
     // And the server still serves.
-    let mut client = Client::registered(server.address, "on_event");
+    let (mut client, _) = server.connect_registered(&["on_event"]);
     client.send("MSG still there?\n");
-    assert_eq!(
-        client.line(),
-        "UPCALL 1 on_event Upcall event: Processing still there?"
-    );
+    client.expect("UPCALL 1 on_event Upcall event: Processing still there?\n");
     client.send("RETURN 1 ok\n");
     client.send("BYE\n");
-    assert_eq!(client.line(), "BYE");
+    client.expect("BYE\n");
     server.stop();
 }
 
@@ -347,43 +188,32 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
     });
     // The server's own threads (sweeper, flusher, starter) start with its accept loop: let one
     // client come and go first, so that the baseline counts them.
-    let mut first = Client::registered(server.address, "on_event");
+    let (mut first, _) = server.connect_registered(&["on_event"]);
     first.send("BYE\n");
-    assert_eq!(first.line(), "BYE");
+    first.expect("BYE\n");
     drop(first);
     thread::sleep(Duration::from_millis(100));
     let baseline = (threads(), open_fds());
 
     // The clients that read: each answers every upcall and records it.
-    let mut listeners = Vec::new();
-    for _ in 0..readers {
-        let client = Client::registered(server.address, "on_event");
-        let heard = Arc::new(Mutex::new(Heard::default()));
-        let writer = Arc::new(Mutex::new(client.writer));
-        let thread = answer_everything(client.reader, writer.clone(), heard.clone());
-        listeners.push((client.name, writer, heard, thread));
-    }
+    let listeners: Vec<Student> = (0..readers).map(|_| Student::join(&server)).collect();
     // The chatty one: sends MSGs (each one an upcall to every other client) and answers its own.
-    let chatty = Client::registered(server.address, "on_event");
-    let chatty_writer = Arc::new(Mutex::new(chatty.writer));
-    let chatty_heard = Arc::new(Mutex::new(Heard::default()));
-    let chatty_reader =
-        answer_everything(chatty.reader, chatty_writer.clone(), chatty_heard.clone());
+    let chatty = Student::join(&server);
     // The one that never reads.
-    let stuck = Client::registered(server.address, "on_event");
-    let stuck_name = stuck.name.clone();
-    let is_connected = |name: &str| server.server.clients().iter().any(|c| c.name == name);
+    let (stuck, stuck_name) = server.connect_welcomed();
+    let stuck = stops_reading(stuck);
+    let is_connected = |name: &str| server.clients().iter().any(|c| c.name == name);
 
     let stop_chatting = Arc::new(AtomicBool::new(false));
     let chatter = {
-        let writer = chatty_writer.clone();
+        let writer = chatty.sender();
         let stop = stop_chatting.clone();
         thread::spawn(move || {
             let text = "c".repeat(16 * 1024);
             let mut sent = 0;
             while !stop.load(Ordering::SeqCst) {
                 let line = format!("MSG {sent} {text}\n");
-                if writer.lock().unwrap().write_all(line.as_bytes()).is_err() {
+                if writer.try_send(&line).is_err() {
                     break;
                 }
                 sent += 1;
@@ -406,7 +236,7 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
             "{stuck_name} still connected after {broadcasts} broadcasts of 64 KiB"
         );
         let begun = Instant::now();
-        let results = server.server.broadcast(&format!("{broadcasts} {big}"));
+        let results = server.broadcast(&format!("{broadcasts} {big}"));
         let took = begun.elapsed();
         slowest = slowest.max(took);
         broadcasts += 1;
@@ -448,11 +278,12 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
 
     // Every reader gets every broadcast and every chat message, exactly once, ids 1, 2, 3, ...
     let expected = broadcasts + messages;
-    for (name, _, heard, _) in &listeners {
+    for student in &listeners {
+        let name = &student.name;
         let complete = wait_until(Duration::from_secs(20), || {
-            heard.lock().unwrap().ids.len() >= expected
+            student.heard().ids.len() >= expected
         });
-        let heard = heard.lock().unwrap();
+        let heard = student.heard();
         assert!(
             complete,
             "{name} heard {} upcalls of {expected} ({broadcasts} broadcasts, {messages} messages)",
@@ -469,22 +300,20 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
         assert_eq!(broadcast_texts, broadcasts, "{name}: broadcasts heard");
     }
     assert!(
-        chatty_heard.lock().unwrap().other.is_empty(),
+        chatty.heard().other.is_empty(),
         "the chatty client was told: {:?}",
-        chatty_heard.lock().unwrap().other
+        chatty.heard().other
     );
 
     // The stuck client's socket was shut down by the server: once it reads, it finds the end.
     drop(stuck);
-    for (_, writer, _, _) in &listeners {
-        let _ = writer.lock().unwrap().shutdown(Shutdown::Both);
+    for student in listeners.iter().chain([&chatty]) {
+        student.sender().hang_up();
     }
-    let _ = chatty_writer.lock().unwrap().shutdown(Shutdown::Both);
-    for (_, _, _, thread) in listeners {
-        thread.join().expect("listener");
+    for student in listeners.into_iter().chain([chatty]) {
+        student.heard_to_the_end();
     }
-    chatty_reader.join().expect("chatty reader");
-    let after = settle(&server.server, baseline, 1, Duration::from_secs(10));
+    let after = settle(&server, baseline, 1, Duration::from_secs(10));
     assert!(
         after.0 <= baseline.0 + 1 && after.1 <= baseline.1 + 1,
         "threads {} (baseline {}), fds {} (baseline {}): something is still blocked",
@@ -534,7 +363,7 @@ fn dies_with_an_upcall_outstanding(death: Death) {
             let mut child = Command::new(std::env::current_exe().unwrap())
                 .args(["killable_client", "--exact", "--ignored", "--nocapture"])
                 .args(["--test-threads", "1"])
-                .env("UPCALL_SOAK_CLIENT_OF", server.address.to_string())
+                .env("UPCALL_SOAK_CLIENT_OF", server.addr.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -566,13 +395,13 @@ fn dies_with_an_upcall_outstanding(death: Death) {
             (name, None, Some((child, got_upcall)))
         }
         _ => {
-            let client = Client::registered(server.address, "uppercase");
-            (client.name.clone(), Some(client), None)
+            let (client, name) = server.connect_registered(&["uppercase"]);
+            (name, Some(client), None)
         }
     };
 
     let caller = {
-        let server = server.server.clone();
+        let server = server.handle();
         let name = name.clone();
         thread::spawn(move || {
             let result = server.call(&name, "uppercase", "haii");
@@ -583,26 +412,21 @@ fn dies_with_an_upcall_outstanding(death: Death) {
     // Wait until the upcall has reached the client, then let the client die.
     let died = match (death, stream, child.as_mut()) {
         (Death::Close, Some(mut client), _) => {
-            let line = client.line();
+            let line = client.expect_line();
             assert!(line.starts_with("UPCALL 1 uppercase"), "{line:?}");
             let died = Instant::now();
             drop(client);
             died
         }
         (Death::Reset, Some(client), _) => {
-            let mut peek = [0; 1];
-            client
-                .reader
-                .get_ref()
-                .peek(&mut peek)
-                .expect("the UPCALL arrives");
+            client.wait_unread(); // the UPCALL
             let died = Instant::now();
             drop(client);
             died
         }
         (Death::Kill, _, Some((child, got_upcall))) => {
             got_upcall
-                .recv_timeout(LINE_TIMEOUT)
+                .recv_timeout(Duration::from_secs(10))
                 .expect("the child got the UPCALL");
             let died = Instant::now();
             child.kill().expect("kill the client");
@@ -649,9 +473,11 @@ fn killable_client() {
     let Ok(address) = std::env::var("UPCALL_SOAK_CLIENT_OF") else {
         return;
     };
-    let mut client = Client::registered(address.parse().unwrap(), "uppercase");
-    println!("REGISTERED AS {}", client.name);
-    let line = client.line();
+    let mut client = RawClient::connect(address.parse().unwrap());
+    let name = client.expect_welcome();
+    client.register("uppercase");
+    println!("REGISTERED AS {name}");
+    let line = client.expect_line();
     assert!(line.starts_with("UPCALL "), "{line:?}");
     println!("GOT UPCALL");
     // Never answer: wait for the SIGKILL (and give up, in case nobody sends it).
@@ -675,25 +501,17 @@ fn everybody_at_once(clients: usize, messages: usize, broadcasts: usize) {
         upcall_timeout: Duration::from_secs(300),
         ..config()
     });
-    let mut everyone = Vec::new();
-    for _ in 0..clients {
-        let client = Client::registered(server.address, "on_event");
-        let heard = Arc::new(Mutex::new(Heard::default()));
-        let writer = Arc::new(Mutex::new(client.writer));
-        let reader = answer_everything(client.reader, writer.clone(), heard.clone());
-        everyone.push((client.name, writer, heard, reader));
-    }
+    let everyone: Vec<Student> = (0..clients).map(|_| Student::join(&server)).collect();
 
     let start = Arc::new(std::sync::Barrier::new(clients + 1));
     let senders: Vec<JoinHandle<()>> = everyone
         .iter()
-        .map(|(name, writer, _, _)| {
-            let (name, writer, start) = (name.clone(), writer.clone(), start.clone());
+        .map(|student| {
+            let (name, writer, start) = (student.name.clone(), student.sender(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 for m in 0..messages {
-                    let line = format!("MSG {name} {m}\n");
-                    writer.lock().unwrap().write_all(line.as_bytes()).unwrap();
+                    writer.send(&format!("MSG {name} {m}\n"));
                 }
             })
         })
@@ -706,7 +524,7 @@ fn everybody_at_once(clients: usize, messages: usize, broadcasts: usize) {
         .concat();
     let mut console_output = Vec::new();
     start.wait();
-    console::run(&server.server, commands.as_bytes(), &mut console_output).expect("console");
+    console::run(&server, commands.as_bytes(), &mut console_output).expect("console");
     for sender in senders {
         sender.join().expect("sender");
     }
@@ -729,12 +547,13 @@ fn everybody_at_once(clients: usize, messages: usize, broadcasts: usize) {
     );
 
     let expected = clients * messages + broadcasts;
-    for (name, writer, heard, reader) in everyone {
+    for student in everyone {
+        let name = student.name.clone();
         let complete = wait_until(Duration::from_secs(30), || {
-            heard.lock().unwrap().ids.len() >= expected
+            student.heard().ids.len() >= expected
         });
         {
-            let heard = heard.lock().unwrap();
+            let heard = student.heard();
             assert!(
                 complete,
                 "{name} heard {} upcalls of {expected}",
@@ -745,9 +564,8 @@ fn everybody_at_once(clients: usize, messages: usize, broadcasts: usize) {
         }
         // BYE, then the server's BYE: every RETURN before it has been read and matched, so an
         // ERR for one of them would be in `other` by now.
-        writer.lock().unwrap().write_all(b"BYE\n").unwrap();
-        reader.join().expect("reader");
-        let heard = heard.lock().unwrap();
+        student.send("BYE\n");
+        let heard = student.heard_to_the_end();
         assert_eq!(heard.other, vec!["BYE".to_string()], "{name} was told");
     }
     server.stop();
@@ -777,30 +595,26 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
     const TOTAL: usize = 100 * 1024 * 1024;
     let _serial = serial();
     let server = TestServer::start(config());
-    let mut flood = Client::registered(server.address, "on_event");
-    let mut other = Client::registered(server.address, "on_event");
+    let (mut flood, flood_name) = server.connect_registered(&["on_event"]);
+    let (mut other, _) = server.connect_registered(&["on_event"]);
     let chunk = vec![b'a'; CHUNK];
 
     let before = resident_kib("self");
     let started = Instant::now();
     flood.send("MSG ");
     for _ in 0..TOTAL / CHUNK {
-        flood.writer.write_all(&chunk).expect("send");
+        flood.send_bytes(&chunk);
     }
     flood.send("\nMSG ok\n");
-    assert_eq!(
-        flood.line(),
-        "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)"
+    flood.expect(
+        "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)\n",
     );
     let elapsed = started.elapsed();
     let grown = resident_kib("self").saturating_sub(before);
 
-    assert_eq!(
-        flood.line(),
-        "UPCALL 1 on_event Upcall event: Processing ok"
-    );
-    let says = format!("UPCALL 1 on_event Upcall event: {} says ok", flood.name);
-    assert_eq!(other.line(), says);
+    flood.expect("UPCALL 1 on_event Upcall event: Processing ok\n");
+    let says = format!("UPCALL 1 on_event Upcall event: {flood_name} says ok\n");
+    other.expect(&says);
     assert!(
         elapsed < Duration::from_secs(10),
         "100 MiB took {elapsed:?}"

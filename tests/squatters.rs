@@ -6,16 +6,15 @@
 //! whatever is left (`kick`). Raw bytes over loopback, with a short line timeout so each test takes
 //! seconds.
 
-mod support;
+pub mod support;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::scenarios::{TwoClients, CUT_OFF};
 use support::{quiet_config, wait_until, RawClient, TestServer};
 use upcall::console;
 use upcall::server::ServerConfig;
-
-const CUT_OFF: &str = "ERR too many refused lines: more than 20 a second; closing the connection\n";
 
 fn short_timeouts() -> ServerConfig {
     ServerConfig {
@@ -140,9 +139,8 @@ fn floods_of_every_kind_of_line_are_cut_off() {
 /// the sender, so it is longer): the sender is told, instead of the others silently missing it.
 #[test]
 fn a_message_too_long_to_pass_on_tells_its_sender() {
-    let server = TestServer::start(quiet_config());
-    let (mut sender, _) = server.connect_registered(&["on_event"]);
-    let (mut other, _) = server.connect_registered(&["on_event"]);
+    let mut clients = TwoClients::start();
+    let (sender, other) = (&mut clients.bad, &mut clients.other);
     let text = "m".repeat(4050);
     sender.send(&format!("MSG {text}\n"));
     sender.expect_upcall_of("on_event", &format!("Upcall event: Processing {text}"));

@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::config::WAIT;
 use super::system::{in_words, Place};
-use super::WAIT;
 use crate::lock;
 use crate::log::seconds;
 use crate::protocol::DEFAULT_PORT;

@@ -26,12 +26,24 @@
 //!
 //! # The files
 //!
-//! This file is the terminal side: the keyboard loop, the prompts, and how a session ends (the
-//! program turns that into its exit status). `session.rs` is the protocol side: connecting and
-//! registering, the reader thread, sending a message and waiting for the upcall it causes. Beside
-//! them: `screen.rs` (the terminal, printed by one thread), `mailbox.rs` (news from the reader
-//! thread for the keyboard thread), `no_reader.rs` (the old lab's way, `--no-reader`) and
-//! `connect.rs` (reaching the server, and saying clearly why not).
+//! This file starts a session and runs it with its two threads, and says how it ended (the program
+//! turns that into its exit status). `keyboard.rs` is the terminal side: the keyboard loop and the
+//! prompts. `session.rs` is the protocol side: connecting and registering, the reader thread,
+//! sending a message and waiting for the upcall it causes. Beside them: `screen.rs` (the terminal,
+//! printed by one thread), `mailbox.rs` (news from the reader thread for the keyboard thread),
+//! `no_reader.rs` (the old lab's way, `--no-reader`), `connect.rs` (reaching the server, and
+//! saying clearly why not) and `config.rs` (the command line's settings, and how long to wait).
+//!
+//! Each file uses only files below it, so no two use each other (`tests/layers.rs` checks it):
+//!
+//! ```text
+//! mod.rs              run: start, then the two threads (or none, --no-reader)
+//!  └ no_reader.rs     the old lab's way
+//!     └ keyboard.rs   the terminal side: prompts, typed lines
+//!        └ session.rs the protocol side: start, the reader thread, send, wait
+//!           ├ connect.rs  reaching the server
+//!           └ screen.rs, mailbox.rs, system.rs, config.rs: none uses another client file
+//! ```
 //!
 //! # Bounded, whatever the other side does
 //!
@@ -41,53 +53,34 @@
 //! the server does not take within [`WAIT`] ends the session, and leaving waits at most
 //! [`FAREWELL`] for the server.
 
-use std::io::{BufRead, IsTerminal};
-use std::sync::atomic::Ordering;
+use std::io::BufRead;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+mod config;
 mod connect;
+mod keyboard;
 mod mailbox;
 mod no_reader;
 mod screen;
 mod session;
 mod system;
 
+pub use config::{ClientConfig, FAREWELL, WAIT};
 pub use connect::{connect, with_default_port};
 pub use screen::Screen;
+pub use session::Link;
 pub use system::{end_of_input_key, in_lab_container, in_words, Place};
 
 use connect::Incoming;
+use keyboard::keyboard_loop;
 use mailbox::Heard;
 use no_reader::without_reader_thread;
-use session::{
-    no_upcall, read_upcalls, send_message, start, stopped_reading, wait_for_upcall, Sent, Session,
-};
-use system::is_end_of_input_key;
+use session::{read_upcalls, start, wait_for_upcall, Session};
 
 use crate::framing::LineReader;
 use crate::lock;
-use crate::protocol::Message;
-
-/// How long the client waits: to connect, for `WELCOME`, for the upcall its message causes, for the
-/// server's `BYE`. Five seconds is the server's default upcall timeout too.
-pub const WAIT: Duration = Duration::from_secs(5);
-
-/// How long a leaving client waits for the server: to take its `BYE`, and to close. A server that
-/// does neither cannot keep the program from ending.
-pub const FAREWELL: Duration = Duration::from_secs(2);
-
-/// What the client can be told on its command line.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// `HOST:PORT`, or just `HOST` for port 4141.
-    pub server: String,
-    /// Run the reader thread (the default), or read the socket only after each message.
-    pub reader_thread: bool,
-    /// Longest line accepted and sent, newline included.
-    pub max_line: usize,
-}
 
 /// Connects to the server, names an unreachable one clearly, and runs the session until the user
 /// says `bye` (or input ends), or the connection is lost. `Err` is why it could not start, in one
@@ -139,129 +132,4 @@ fn with_reader_thread(
         }
     }
     ending
-}
-
-/// The keyboard side, the same with or without a reader thread: show the prompt, read a line,
-/// send it as `MSG` and let `wait_for_upcall` wait for the upcall it causes; until `bye` or the end
-/// of input, which send `BYE`.
-fn keyboard_loop(
-    session: &Session,
-    keyboard: impl BufRead,
-    mut wait_for_upcall: impl FnMut(&str) -> Link,
-) -> Link {
-    let mut prompt = "Enter message: ";
-    let mut typed_bye = false;
-    // At a terminal, say once how to leave, with this system's key. (A script's output, as in
-    // the README's samples, stays the old lab's transcript.)
-    if std::io::stdin().is_terminal() {
-        session.screen.line(&format!(
-            "Type a message and press Enter; `bye` or {} ends the session.",
-            end_of_input_key()
-        ));
-    }
-    session.screen.prompt(prompt);
-    let mut keyboard = keyboard;
-    loop {
-        let line = match typed_line(&mut keyboard) {
-            Typed::Line(line) => line,
-            Typed::NotText => {
-                session.screen.prompt_answered();
-                session.screen.line(&not_text());
-                session.screen.prompt(prompt);
-                continue;
-            }
-            Typed::End => {
-                session.screen.prompt_answered();
-                break;
-            }
-        };
-        session.screen.prompt_answered();
-        if line.trim().eq_ignore_ascii_case("bye") {
-            typed_bye = true;
-            break;
-        }
-        if is_end_of_input_key(&line) {
-            break;
-        }
-        // An empty line sends nothing: the prompt simply comes again.
-        if !line.is_empty() {
-            match send_message(session, &line) {
-                Sent::Yes(expected) => {
-                    // Wait for the upcall this message causes, so that it prints before the
-                    // next prompt, as in the old lab.
-                    if wait_for_upcall(&expected) == Link::Lost {
-                        return connection_lost(session);
-                    }
-                    prompt = "Enter another message: ";
-                }
-                Sent::ConnectionLost => return connection_lost(session),
-                Sent::ServerStoppedReading => {
-                    session.screen.last_line(&stopped_reading());
-                    return Link::Lost;
-                }
-                Sent::Refused => {}
-            }
-        }
-        session.screen.prompt(prompt);
-    }
-    session.screen.input_ended(typed_bye);
-    session.leaving.store(true, Ordering::SeqCst);
-    // Leaving must not hang on a server that stopped reading: BYE gets a short write timeout.
-    let _ = session.socket.set_write_timeout(Some(FAREWELL));
-    let _ = session.send(&Message::Bye);
-    Link::Up
-}
-
-/// One line from the keyboard.
-enum Typed {
-    /// A line of text, without its line ending.
-    Line(String),
-    /// A line that is not UTF-8 (another encoding): it was read and is skipped.
-    NotText,
-    /// The end of input (or a keyboard that cannot be read any more).
-    End,
-}
-
-/// Reads one line as bytes, so that a line in another encoding is one line to skip, not the end
-/// of the session (`lines()` would stop at it for good).
-fn typed_line(keyboard: &mut impl BufRead) -> Typed {
-    let mut bytes = Vec::new();
-    match keyboard.read_until(b'\n', &mut bytes) {
-        Ok(0) | Err(_) => return Typed::End,
-        Ok(_) => {}
-    }
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-    match String::from_utf8(bytes) {
-        Ok(line) => Typed::Line(line),
-        Err(_) => Typed::NotText,
-    }
-}
-
-/// What the user is told about a line that is not UTF-8, with the fix for their system.
-fn not_text() -> String {
-    let fix = if cfg!(windows) {
-        "the console sends its own code page: run `chcp 65001` first"
-    } else {
-        "set your terminal or script to UTF-8"
-    };
-    format!("Cannot send that line: it is not UTF-8 text ({fix}). Nothing was sent.")
-}
-
-/// Whether the connection is still there after a step of the session, and how it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    /// Still connected (or, at the end, the user left with the connection intact).
-    Up,
-    /// The server closed the connection, or stopped reading.
-    Lost,
-}
-
-fn connection_lost(session: &Session) -> Link {
-    session.screen.last_line("Server closed the connection.");
-    Link::Lost
 }

@@ -1,25 +1,34 @@
 //! The protocol side of the client: the session both threads share, connecting and registering,
 //! the reader thread that answers upcalls, sending a message and waiting for the upcall it causes.
-//! It prints only through the [`Screen`]; the keyboard, the prompts and the exit code are the
-//! terminal side's, in `mod.rs`.
+//! It prints only through the [`Screen`]; the keyboard and the prompts are the terminal side's, in
+//! `keyboard.rs`.
 
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::connect::Incoming;
+use super::config::{ClientConfig, WAIT};
+use super::connect::{connect, with_default_port, Incoming};
 use super::mailbox::{Heard, Mailbox};
-use super::no_reader::{read_until, Waited};
+use super::screen::Screen;
 use super::system::in_words;
-use super::{connect, with_default_port, ClientConfig, Link, Screen, WAIT};
 use crate::callbacks::{self, CALLBACKS};
 use crate::error::Error;
 use crate::framing::{LineReader, LineSender};
 use crate::lock;
 use crate::log::{seconds, thousands};
 use crate::protocol::{self, Message, ProtocolError, ON_EVENT, SERVER_VERBS};
+
+/// Whether the connection is still there after a step of the session, and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Still connected (or, at the end, the user left with the connection intact).
+    Up,
+    /// The server closed the connection, or stopped reading.
+    Lost,
+}
 
 /// What both threads share.
 pub(super) struct Session {
@@ -338,5 +347,49 @@ impl Session {
         };
         self.screen
             .news(&format!("Ignoring a line from the server: {reason}."));
+    }
+}
+
+/// What [`read_until`] ended with.
+pub(super) enum Waited {
+    /// What we waited for (or the connection closing while we were leaving anyway).
+    Heard(Heard),
+    /// Nothing of the kind within [`WAIT`].
+    TimedOut,
+    /// The server closed the connection.
+    Lost,
+}
+
+/// Reads and handles lines (answering upcalls on the way) until `done` says that what was heard
+/// is what we wait for, or `patience` passes. Used whenever no reader thread reads the socket:
+/// in this mode, and in every client while it registers its callbacks, before the reader starts.
+pub(super) fn read_until(
+    session: &Session,
+    reader: &mut LineReader<Incoming>,
+    patience: Duration,
+    done: impl Fn(&Heard) -> bool,
+) -> Waited {
+    let deadline = Instant::now() + patience;
+    // Every read of the socket gives up at the deadline, however the bytes trickle.
+    *lock(&session.read_deadline) = Some(deadline);
+    loop {
+        if Instant::now() >= deadline {
+            return Waited::TimedOut;
+        }
+        let heard = match reader.read_message() {
+            // An answer that cannot be sent ends the session like a close.
+            Ok(Some(message)) => session.handle(message).unwrap_or(Some(Heard::Closed)),
+            Err(Error::Protocol(error)) => {
+                session.ignore_bad_line(error);
+                None
+            }
+            Err(error) if error.is_timeout() => continue,
+            Ok(None) | Err(Error::Io(_)) => Some(Heard::Closed),
+        };
+        match heard {
+            Some(Heard::Closed) if !session.leaving.load(Ordering::SeqCst) => return Waited::Lost,
+            Some(heard) if done(&heard) => return Waited::Heard(heard),
+            _ => {}
+        }
     }
 }

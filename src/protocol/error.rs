@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use super::ZWJ;
-
 /// Why a line is not valid `upcall/1`.
 ///
 /// A small `Copy` enum in the style of `httparse`: cheap to return, easy to match on in tests. It
@@ -129,7 +127,7 @@ fn named(c: char) -> String {
 /// Why an invisible character was refused, in the words of the rule it broke.
 fn why_refused(c: char) -> &'static str {
     match c {
-        ZWJ => "a zero width joiner is allowed only between two emoji",
+        '\u{200d}' => "a zero width joiner is allowed only between two emoji",
         '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => {
             "a variation selector is allowed only right after a visible character"
         }

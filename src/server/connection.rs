@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::config::ServerConfig;
 use super::limits::{self, MessageRate};
 use super::peer::{NotFiled, Peer, SharedSocket};
 use super::pending::Outcome;
-use super::Server;
+use super::shared::Server;
 use crate::error::Error;
 use crate::framing::{Line, LineReader};
 use crate::log::seconds;
@@ -29,6 +30,7 @@ enum Next {
 /// that knows what this client has done so far.
 struct Connection<'a> {
     server: &'a Server,
+    config: &'a ServerConfig,
     peer: &'a Peer,
     reader: LineReader<SharedSocket>,
     /// Lines that cost the server work: messages, empty lines, repeated `REGISTER`s.
@@ -42,40 +44,25 @@ struct Connection<'a> {
     registered: bool,
 }
 
-impl Server {
-    /// Serves one client from `WELCOME` to its last line.
-    pub(super) fn serve_client(&self, peer: &Peer) {
-        log!(self, "Connection from: {} ({})", peer.address, peer.name);
-        let mut connection = Connection::new(self, peer);
-        let farewell = connection.run();
-        if farewell.starts_with("dropped") {
-            connection.linger();
-        }
-        self.forget(peer);
-        log!(self, "{} {farewell}", peer.name);
+/// Serves one client from `WELCOME` to its last line, on the client's own thread.
+pub(super) fn serve_client(server: &Server, peer: &Peer) {
+    log!(server, "Connection from: {} ({})", peer.address, peer.name);
+    let mut connection = Connection::new(server, peer);
+    let farewell = connection.run();
+    if farewell.starts_with("dropped") {
+        connection.linger();
     }
-
-    /// Takes a client out of the registry and fails every upcall still waiting on it, at once: a
-    /// console `call` to a client that just disconnected must not sit out the whole timeout.
-    /// Called by the client's own thread when it ends, and by whoever drops the client before
-    /// that (a second call does nothing more).
-    pub(super) fn forget(&self, peer: &Peer) {
-        self.leave(peer);
-        peer.hang_up();
-        for (id, pending) in peer.close() {
-            self.settle(peer, id, pending, Outcome::Disconnected);
-        }
-        for summary in peer.repeats_due(Instant::now(), true) {
-            log!(self, "{summary}");
-        }
-    }
+    server.forget(peer);
+    log!(server, "{} {farewell}", peer.name);
 }
 
 impl<'a> Connection<'a> {
     fn new(server: &'a Server, peer: &'a Peer) -> Connection<'a> {
-        let rate = server.config().max_msg_rate;
+        let config = &server.shared.config;
+        let rate = config.max_msg_rate;
         Connection {
             server,
+            config,
             peer,
             reader: peer.reader(),
             lines: MessageRate::new(rate),
@@ -104,7 +91,7 @@ impl<'a> Connection<'a> {
                 Ok(None) => Next::Close("disconnected".into()),
                 Err(Error::Protocol(error)) => {
                     self.peer.heard_from();
-                    let max_line = self.server.config().max_line;
+                    let max_line = self.config.max_line;
                     self.refuse(bad_line(error, max_line))
                 }
                 // Nothing more to read for now: wait for it (the socket is non-blocking).
@@ -147,7 +134,7 @@ impl<'a> Connection<'a> {
                 if self.lines.allow(Instant::now()) {
                     self.pass_on(&text)
                 } else {
-                    let limit = self.server.config().max_msg_rate;
+                    let limit = self.config.max_msg_rate;
                     self.refuse(format!(
                         "too many messages: at most {limit} a second (bursts of {}); \
                          this one was not passed on",
@@ -207,7 +194,7 @@ impl<'a> Connection<'a> {
         if self.lines.allow(Instant::now()) {
             return Next::Read;
         }
-        let limit = self.server.config().max_msg_rate;
+        let limit = self.config.max_msg_rate;
         self.refuse(format!(
             "too many lines: at most {limit} a second (bursts of {}); this one was ignored",
             2 * limit
@@ -236,12 +223,12 @@ impl<'a> Connection<'a> {
             }
         }
         let relayed = protocol::relayed(name, text);
-        if !fits_any_upcall(&relayed, server.config().max_line) {
+        if !fits_any_upcall(&relayed, self.config.max_line) {
             return self.tell(format!(
                 "message too long to pass on: the upcall to the others would be over the {}-byte \
                  line limit (at most about {} bytes of text)",
-                server.config().max_line,
-                longest_relayed_text(name, server.config().max_line)
+                self.config.max_line,
+                longest_relayed_text(name, self.config.max_line)
             ));
         }
         for other in server.snapshot() {
@@ -295,7 +282,7 @@ impl<'a> Connection<'a> {
         if self.refused.allow(Instant::now()) {
             return Next::Read;
         }
-        let limit = self.server.config().max_msg_rate;
+        let limit = self.config.max_msg_rate;
         let reason = format!("too many refused lines: more than {limit} a second");
         self.peer
             .refuse(self.server, format!("{reason}; closing the connection"));
@@ -358,7 +345,7 @@ impl<'a> Connection<'a> {
     /// or finished the line it began. A registered client that is merely quiet has no deadline:
     /// it may think as long as it likes (a person typing by hand with `nc`).
     fn deadline(&self) -> Option<Instant> {
-        let timeout = self.server.config().line_timeout;
+        let timeout = self.config.line_timeout;
         let unregistered = (!self.registered).then(|| self.connected + timeout);
         let partial = self
             .reader
@@ -370,7 +357,7 @@ impl<'a> Connection<'a> {
     /// A deadline passed: this connection is holding a slot without using it. The reason given
     /// is that of the deadline that came first (a thread woken late may find both passed).
     fn past_deadline(&mut self) -> Next {
-        let timeout = self.server.config().line_timeout;
+        let timeout = self.config.line_timeout;
         let limit = seconds(timeout);
         let unregistered = (!self.registered).then(|| self.connected + timeout);
         let partial = self

@@ -11,7 +11,7 @@
 //!   registry: client-1 ─▶ Peer { outbox, callbacks, pending upcalls }        (peer.rs)
 //!             client-2 ─▶ Peer { ... }                                   (registry.rs)
 //!          ▲                                      ▲
-//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (pending.rs)
+//!   console (call, broadcast, kick)  sweeper: gives up on upcalls past their timeout (sweeper.rs)
 //!                                    flusher: sends what waits in the outboxes    (flusher.rs)
 //! ```
 //!
@@ -35,7 +35,7 @@
 //!
 //! 1. Something decides to call `callback(argument)` on a client: a `MSG` (the sender's own
 //!    connection thread, `connection.rs`), or the console's `call`/`broadcast` (the
-//!    operator's thread, `pending.rs`).
+//!    operator's thread, [`Server::call`] and [`Server::broadcast`] in this file).
 //! 2. `Peer::upcall` (`peer.rs`) picks the next upcall id, files a pending upcall under that
 //!    id, and puts `UPCALL <id> <callback> <argument>` in the client's outbox. It does **not** wait
 //!    for the answer.
@@ -88,6 +88,28 @@
 //! `outbox`, then the waiting set (see `flusher.rs`); taking them in one order only is what rules
 //! out a deadlock between two threads.
 //!
+//! # The files, in layers
+//!
+//! Each file uses only files below it, so no two files use each other, not even through a third
+//! (`tests/layers.rs` checks it):
+//!
+//! ```text
+//! mod.rs             Server's public methods: new, serve, call, broadcast, kick, clients, shutdown
+//!  ├ connection.rs   one client's thread, from WELCOME to its last line (steps 1 and 3)
+//!  ├ sweeper.rs      the helper thread that gives up on late upcalls
+//!  ├ flusher.rs      the helper thread that sends what waits in outboxes
+//!  └─ shared.rs      the Server handle and what all threads share: registry, bells, log;
+//!      │             finding and forgetting a client, settling an upcall
+//!      └ registry.rs who is connected, and the door rules
+//!         └ peer.rs  one client: its socket, outbox, callbacks, pending upcalls; step 2
+//!            └ outbox.rs, pending.rs, limits.rs, config.rs: none uses another server file
+//! ```
+//!
+//! A file never names one above it. Where a lower one must act on the server (a peer whose
+//! client is stuck takes it out of the registry, which holds peers), it names what it needs as a
+//! trait, `peer::Owner`, and the server provides it. The two macros below, `log!` and `note!`,
+//! come before every file, so each file can use them: they expand to method calls, not to a file.
+//!
 //! # What this server leaves out
 //!
 //! No authentication and no encryption (it is a lab on a private bridge; anything on the network
@@ -109,6 +131,7 @@ macro_rules! note {
     };
 }
 
+mod config;
 mod connection;
 mod flusher;
 pub mod limits;
@@ -116,8 +139,10 @@ mod outbox;
 mod peer;
 mod pending;
 mod registry;
+mod shared;
+mod sweeper;
 
-use std::fmt;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,61 +153,22 @@ use std::time::{Duration, Instant};
 
 use crate::lock;
 use crate::log::Log;
-use crate::protocol::{Message, DEFAULT_MAX_LINE};
+use crate::protocol::{self, Message, ON_EVENT};
 
 pub use crate::log::seconds;
+pub use config::ServerConfig;
 pub use pending::{CallResult, Outcome};
 pub use registry::{Source, KICK_BAN};
+pub use shared::Server;
 
 use peer::Peer;
 use registry::Registry;
+use shared::{Alarm, Shared, Waiting};
 
 /// How many clients this machine lets the process hold, and which limit says so (see
 /// [`limits::client_limit`]); `None` where the system states no limit.
 pub fn client_limit_here() -> Option<(usize, String)> {
     limits::client_limit(&crate::os::machine_facts())
-}
-
-/// What an operator can set on `servercall`'s command line.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// More connections than this get `ERR server full` and are closed: each client costs a thread.
-    pub max_clients: usize,
-    /// More connections than this from one IP address are turned away. 0: no such limit.
-    pub max_per_address: usize,
-    /// How long an upcall may take before the server gives up on it.
-    pub upcall_timeout: Duration,
-    /// How long a line may wait in a client's outbox (the client is not reading) before the
-    /// client is dropped.
-    pub write_timeout: Duration,
-    /// A new connection must send a complete line within this time, and no line may take longer
-    /// to arrive than this once it has begun. A client that is merely quiet is never dropped.
-    pub line_timeout: Duration,
-    /// `MSG`s per second one client may send (with a burst of twice as many). 0: no limit.
-    pub max_msg_rate: u32,
-    /// Longest line accepted (and sent), newline included.
-    pub max_line: usize,
-    /// Upcalls one client may leave unanswered; a client that reaches this is dropped.
-    pub max_pending: usize,
-    /// Print the step-by-step log. The benchmark turns it off: 10,000 log lines per broadcast would
-    /// measure the terminal, not the server.
-    pub log: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            max_clients: 1024,
-            max_per_address: 0,
-            upcall_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(5),
-            line_timeout: Duration::from_secs(30),
-            max_msg_rate: 20,
-            max_line: DEFAULT_MAX_LINE,
-            max_pending: limits::MAX_PENDING,
-            log: true,
-        }
-    }
 }
 
 /// What `list` shows about one client.
@@ -191,31 +177,6 @@ pub struct ClientInfo {
     pub name: String,
     pub address: SocketAddr,
     pub callbacks: Vec<String>,
-}
-
-/// The server. Cheap to clone: every clone is a handle to the same clients.
-#[derive(Clone)]
-pub struct Server {
-    shared: Arc<Shared>,
-}
-
-/// What every thread of the server shares.
-struct Shared {
-    config: ServerConfig,
-    /// Lock: guards which clients exist. Held only to insert, remove or copy out a few `Arc`s;
-    /// never while writing to a socket or waiting for an upcall, so one slow client cannot hold
-    /// up a connection or a disconnection elsewhere.
-    registry: Mutex<Registry>,
-    /// The clients whose outbox holds lines, for the flusher.
-    waiting: flusher::Waiting,
-    /// Wakes the sweeper, which sleeps while no upcall is pending.
-    sweeper: pending::Alarm,
-    /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
-    /// see it.
-    stopping: AtomicBool,
-    /// Where the listener is, once `serve` has started; `shutdown` connects to it to wake `accept`.
-    local_addr: OnceLock<SocketAddr>,
-    log: Log,
 }
 
 /// How many accepted connections may wait for the starter thread. Far more than any burst of
@@ -239,8 +200,8 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 registry: Mutex::new(Registry::default()),
-                waiting: flusher::Waiting::default(),
-                sweeper: pending::Alarm::default(),
+                waiting: Waiting::default(),
+                sweeper: Alarm::default(),
                 stopping: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
                 log,
@@ -269,8 +230,8 @@ impl Server {
         if self.is_stopping() {
             return Ok(());
         }
-        self.spawn_helper("sweeper", |server| server.sweep_expired_upcalls())?;
-        self.spawn_helper("flusher", |server| server.flush_outboxes())?;
+        self.spawn_helper("sweeper", |server| sweeper::sweep_expired_upcalls(&server))?;
+        self.spawn_helper("flusher", |server| flusher::flush_outboxes(&server))?;
         let (to_starter, arrivals) = mpsc::sync_channel::<TcpStream>(ARRIVALS_QUEUE);
         self.spawn_helper("starter", move |server| {
             for (number, stream) in (1..).zip(arrivals) {
@@ -340,7 +301,7 @@ impl Server {
             .stack_size(limits::CLIENT_THREAD_STACK)
             .spawn({
                 let (server, peer) = (self.clone(), peer.clone());
-                move || server.serve_client(&peer)
+                move || connection::serve_client(&server, &peer)
             });
         if let Err(error) = spawned {
             // Out of threads or memory (a container's pids limit, `ulimit -u`): this client
@@ -365,9 +326,68 @@ impl Server {
         self.shared.sweeper.ring(); // the second's count is owed
     }
 
-    /// Takes a peer out of the registry (once; a second call does nothing).
-    fn leave(&self, peer: &Peer) {
-        lock(&self.shared.registry).leave(peer);
+    /// The console's `call`: upcalls `callback(argument)` on one client and waits for the outcome.
+    ///
+    /// This runs on the caller's thread (the console's), never on a connection thread: the answer
+    /// is read by the client's own thread, which hands it over through a channel.
+    pub fn call(&self, client_name: &str, callback: &str, argument: &str) -> CallResult {
+        let Some(peer) = self.find(client_name) else {
+            return CallResult {
+                client: client_name.to_string(),
+                outcome: Outcome::NotSent("no such client (try `list`)".into()),
+            };
+        };
+        let (waiter, answers) = mpsc::channel();
+        if let Err(reason) = peer.upcall(self, callback, argument, Some(waiter)) {
+            return CallResult {
+                client: peer.name.clone(),
+                outcome: reason.into(),
+            };
+        }
+        // Every pending upcall ends in exactly one message: its answer, the sweeper's timeout or
+        // the disconnection. `recv` fails only if all of them were lost, which would be a bug.
+        answers.recv().unwrap_or(CallResult {
+            client: peer.name.clone(),
+            outcome: Outcome::Disconnected,
+        })
+    }
+
+    /// The console's `broadcast`: upcalls `on_event` on every client that registered it, all at
+    /// once, then collects the outcomes as they come. Every called client appears exactly once in
+    /// the result, in client order.
+    ///
+    /// The upcalls are all sent before any answer is awaited, so a broadcast to a thousand clients
+    /// takes one round trip plus the time to write a thousand lines, not a thousand round trips.
+    pub fn broadcast(&self, text: &str) -> Vec<CallResult> {
+        let argument = protocol::server_says(text);
+        let (waiter, answers) = mpsc::channel();
+        let mut called = Vec::new();
+        let mut results = Vec::new();
+        for peer in self.snapshot() {
+            if !peer.has_callback(ON_EVENT) {
+                continue;
+            }
+            called.push(peer.name.clone());
+            if let Err(reason) = peer.upcall(self, ON_EVENT, &argument, Some(waiter.clone())) {
+                results.push(CallResult {
+                    client: peer.name.clone(),
+                    outcome: reason.into(),
+                });
+            }
+        }
+        drop(waiter);
+        // Each filed upcall sends exactly one result, and the channel closes when the last
+        // pending entry holding a sender is settled.
+        results.extend(answers.iter());
+        // Answers come in the order clients answered; show them in the order of `list`. A map
+        // from name to place keeps the sort O(N log N) for ten thousand clients.
+        let place: HashMap<&str, usize> = called
+            .iter()
+            .enumerate()
+            .map(|(place, name)| (name.as_str(), place))
+            .collect();
+        results.sort_by_key(|result| place.get(result.client.as_str()).copied());
+        results
     }
 
     /// The console's `kick`: drops a client (`client-7`) or every connection from an address
@@ -431,7 +451,7 @@ impl Server {
     /// also before `serve` has started (then `serve` returns at once).
     pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.wake_flusher();
+        self.shared.waiting.wake();
         self.shared.sweeper.ring();
         for peer in self.snapshot() {
             let _ = peer.send(self, &Message::Bye);
@@ -458,32 +478,6 @@ impl Server {
         }
         self.shared.log.flush(Duration::from_secs(1));
         all_left
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.shared.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Copies the registry's `Arc`s out, so the registry lock is released before anyone writes to
-    /// a socket. The copy may include a client that is leaving: writing to it fails harmlessly.
-    fn snapshot(&self) -> Vec<Arc<Peer>> {
-        lock(&self.shared.registry)
-            .peers
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    fn find(&self, name: &str) -> Option<Arc<Peer>> {
-        self.find_number(name.strip_prefix("client-")?.parse::<u64>().ok()?)
-    }
-
-    fn find_number(&self, number: u64) -> Option<Arc<Peer>> {
-        lock(&self.shared.registry).peers.get(&number).cloned()
-    }
-
-    fn log(&self, line: fmt::Arguments<'_>) {
-        self.shared.log.line(line);
     }
 }
 

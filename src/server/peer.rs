@@ -13,15 +13,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc::Sender, Arc, Mutex};
 use std::time::Instant;
 
+use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
 use super::outbox::{self, Outbox, Sent, Stuck};
 use super::pending::{CallResult, Outcome, PendingUpcall};
-use super::{Server, ServerConfig};
 use crate::error::Error;
 use crate::framing::LineReader;
 use crate::lock;
 use crate::os;
 use crate::protocol::{Message, ProtocolError, ON_EVENT};
+
+/// What a peer needs of the server it belongs to: its settings, its log, the helper threads'
+/// bells, and a way to drop this client.
+///
+/// The server is made of peers (its registry holds them), so this file cannot name the server
+/// without the two files naming each other. It names what it needs instead, and the server
+/// provides it (`impl Owner for Server`, in shared.rs). The server is the only owner there is:
+/// the trait is the shape of the dependency, not a choice of implementations.
+pub(super) trait Owner {
+    fn config(&self) -> &ServerConfig;
+    /// One line in the server's log (`log!`).
+    fn log(&self, line: fmt::Arguments<'_>);
+    /// Whether the log is on at all: a line nobody prints is not worth judging.
+    fn log_is_on(&self) -> bool;
+    /// Wakes the sweeper: an upcall waits for its answer, or a log summary is owed.
+    fn ring_sweeper(&self);
+    /// Tells the flusher that client `number` has lines waiting in its outbox.
+    fn note_waiting(&self, number: u64);
+    /// Drops `peer` at once: out of the registry, its pending upcalls settled, its socket hung up.
+    fn forget(&self, peer: &Peer);
+}
 
 /// One connected client, as every thread of the server sees it.
 pub(super) struct Peer {
@@ -172,14 +193,14 @@ impl Peer {
 
     /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped at
     /// once: out of the registry, its pending upcalls failed, its socket hung up.
-    pub(super) fn send(&self, server: &Server, message: &Message) -> Result<(), Error> {
+    pub(super) fn send(&self, server: &impl Owner, message: &Message) -> Result<(), Error> {
         let line = self.encode(message)?;
         let sent = outbox::send(&self.outbox, &self.socket, line);
         self.after_send(server, sent)
     }
 
     /// `ERR <reason>`: the last line was refused, the connection stays.
-    pub(super) fn refuse(&self, server: &Server, reason: String) {
+    pub(super) fn refuse(&self, server: &impl Owner, reason: String) {
         let _ = self.send(server, &Message::Err { reason });
     }
 
@@ -190,7 +211,7 @@ impl Peer {
     /// from whoever takes the pending entry out: the answer, the sweeper or the disconnection.
     pub(super) fn upcall(
         &self,
-        server: &Server,
+        server: &impl Owner,
         callback: &str,
         argument: &str,
         reply_to: Option<Sender<CallResult>>,
@@ -204,7 +225,7 @@ impl Peer {
         let filed = lock(&self.state).file(callback, pending, max_pending);
         let id = match filed {
             Ok(id) => {
-                server.shared.sweeper.ring(); // it must give up on this one if no answer comes
+                server.ring_sweeper(); // it must give up on this one if no answer comes
                 id
             }
             Err(NotFiled::TooManyPending) => {
@@ -292,7 +313,7 @@ impl Peer {
         Ok(line.into_bytes())
     }
 
-    fn after_send(&self, server: &Server, sent: Result<Sent, Stuck>) -> Result<(), Error> {
+    fn after_send(&self, server: &impl Owner, sent: Result<Sent, Stuck>) -> Result<(), Error> {
         match sent {
             Ok(Sent::All | Sent::ByAnother) => Ok(()),
             Ok(Sent::SomeWait) => {
@@ -311,7 +332,7 @@ impl Peer {
     /// Drops a client that cannot be written to, at once: out of the registry, its pending
     /// upcalls failed, its socket hung up (its own thread then finds the connection closed).
     /// Only the first reason is logged: after it, every write finds the outbox closed.
-    pub(super) fn drop_stuck(&self, server: &Server, stuck: Stuck) {
+    pub(super) fn drop_stuck(&self, server: &impl Owner, stuck: Stuck) {
         if !matches!(stuck, Stuck::Broken(_) | Stuck::Closed) {
             log!(server, "{} {stuck}", self.name);
         }
@@ -367,15 +388,15 @@ impl Peer {
 
     /// One log line about this client, of a kind it could cause many of: at most a few a second
     /// are printed, the rest are summarised.
-    pub(super) fn note(&self, server: &Server, kind: Noise, line: fmt::Arguments<'_>) {
-        if !server.shared.log.is_on() {
+    pub(super) fn note(&self, server: &impl Owner, kind: Noise, line: fmt::Arguments<'_>) {
+        if !server.log_is_on() {
             return;
         }
         let verdict = lock(&self.state)
             .repeats
             .judge(&self.name, kind, Instant::now());
         if verdict == Verdict::Skip {
-            server.shared.sweeper.ring(); // a summary will be owed
+            server.ring_sweeper(); // a summary will be owed
         }
         if let Verdict::Print { summary } = verdict {
             if let Some(summary) = summary {

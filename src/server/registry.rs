@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::ServerConfig;
 use super::limits::Expired;
 use super::peer::Peer;
-use super::ServerConfig;
 
 /// How long an address the operator kicked out is refused.
 pub const KICK_BAN: Duration = Duration::from_secs(10 * 60);

@@ -59,13 +59,7 @@ impl Program {
     /// A started `servercall`, once it says where it listens, and its port.
     pub fn listening(mut server: Program) -> (Program, u16) {
         let first = server.wait_for("(upcall/1)");
-        let port = first
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
-        (server, port)
+        (server, listening_port(&first))
     }
 
     pub fn clientcall(port: u16, args: &[&str]) -> Program {
@@ -132,6 +126,39 @@ impl Drop for Program {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The port in `servercall`'s first line (`servercall listening on 127.0.0.1:PORT (upcall/1)`).
+fn listening_port(line: &str) -> u16 {
+    line.split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// `servercall --listen 127.0.0.1:0` in a terminal that is paused once it has said where it
+/// listens: from then on nobody reads its stdout, a pipe, so once the pipe's 64 KiB are full every
+/// write to it blocks. Returns the child (its stdin piped, to type into) and the port.
+pub fn servercall_with_a_paused_terminal() -> (Child, u16) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_servercall"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("UPCALL_LISTEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut first = Vec::new();
+    let mut stdout = server.stdout.take().expect("stdout is piped");
+    let mut byte = [0u8; 1];
+    // Byte by byte, so that nothing past the first line is read.
+    while first.last() != Some(&b'\n') && matches!(stdout.read(&mut byte), Ok(1)) {
+        first.push(byte[0]);
+    }
+    // Kept open and never read again: the pipe fills.
+    server.stdout = Some(stdout);
+    (server, listening_port(&String::from_utf8_lossy(&first)))
 }
 
 /// Starts a program with stdin, stdout and stderr piped to the test.

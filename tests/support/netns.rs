@@ -7,9 +7,15 @@
 //! then be used from any thread.
 
 use std::fs::File;
+use std::net::TcpListener;
+use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::thread;
+
+use upcall::server::Server;
+
+use super::server::TestServer;
 
 extern "C" {
     fn setns(fd: i32, nstype: i32) -> i32;
@@ -101,6 +107,16 @@ impl Lan {
         n: usize,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> T {
+        self.try_in_host(n, job)
+            .expect("the job in the namespace panicked")
+    }
+
+    /// [`Lan::in_host`], telling a panic instead of passing it on.
+    fn try_in_host<T: Send + 'static>(
+        &self,
+        n: usize,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::Result<T> {
         let path = format!("/var/run/netns/{}", self.hosts[n]);
         thread::spawn(move || {
             let namespace = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -111,7 +127,17 @@ impl Lan {
             job()
         })
         .join()
-        .expect("the job in the namespace panicked")
+    }
+
+    /// Serves `server` inside host 0 on every interface, on `port`.
+    pub fn serve(&self, server: Server, port: u16) -> LanServer<'_> {
+        let listener = self.in_host(0, move || {
+            TcpListener::bind(("0.0.0.0", port)).expect("bind in the server's namespace")
+        });
+        LanServer {
+            lan: self,
+            server: Some(TestServer::serving_on(server, listener)),
+        }
     }
 
     /// Cuts client host `n` off without a FIN or a reset: its link goes down, and whatever is
@@ -125,6 +151,34 @@ impl Lan {
     pub fn come_back(&self, n: usize) {
         let end = format!("{}c{n}", self.prefix);
         ip(&["-n", &self.hosts[n], "link", "set", &end, "up"]);
+    }
+}
+
+/// The server of a [`Lan`], a [`TestServer`] that is shut down from inside host 0 when dropped:
+/// there the connection that wakes its accept loop reaches its own listener (from any other
+/// namespace, it would go to that namespace's port instead).
+pub struct LanServer<'lan> {
+    lan: &'lan Lan,
+    /// Always `Some` until dropped.
+    server: Option<TestServer>,
+}
+
+impl Deref for LanServer<'_> {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        self.server
+            .as_ref()
+            .expect("the server until it is dropped")
+    }
+}
+
+impl Drop for LanServer<'_> {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // Also while a failed test unwinds: a panic here would abort it.
+            let _ = self.lan.try_in_host(0, move || drop(server));
+        }
     }
 }
 
