@@ -268,8 +268,13 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
         Some((verb, rest)) => (verb, rest),
         None => (line, ""),
     };
-    let verb = verb.to_ascii_uppercase();
-    match verb.as_str() {
+    // Verbs are matched case-insensitively, by comparing with each known one rather than making
+    // an upper-case copy: this runs for every line.
+    let verb = VERBS
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(verb))
+        .unwrap_or("");
+    match verb {
         "WELCOME" => {
             let missing = ProtocolError::MissingField {
                 verb: "WELCOME",
@@ -344,6 +349,19 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
         _ => Err(ProtocolError::UnknownVerb),
     }
 }
+
+/// Every verb of `upcall/1`, as it is sent on the wire.
+const VERBS: [&str; 9] = [
+    "WELCOME",
+    "REGISTERED",
+    "UPCALL",
+    "ERR",
+    "BYE",
+    "REGISTER",
+    "MSG",
+    "RETURN",
+    "FAIL",
+];
 
 /// Splits `id [SP rest]` after `verb` and parses the id.
 ///
