@@ -5,7 +5,7 @@
 //! thread (answering `REGISTER`), another client's thread (passing on a `MSG`), the console
 //! (`call`, `broadcast`), the sweeper and the flusher.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -74,8 +74,9 @@ struct PeerState {
     callbacks: BTreeSet<String>,
     /// The id of the last upcall to this client. Ids start at 1 on every connection.
     last_upcall_id: u64,
-    /// Upcalls sent and not answered yet, by id (at most `max_pending`).
-    pending: HashMap<u64, PendingUpcall>,
+    /// Upcalls sent and not answered yet, in id order (at most `max_pending`). A `BTreeMap`: a
+    /// client has only a few, and finding one among a few costs less than hashing its id.
+    pending: BTreeMap<u64, PendingUpcall>,
     /// The connection has ended: no new upcall is filed, so nobody waits for an answer that
     /// cannot come.
     gone: bool,
@@ -383,7 +384,7 @@ impl Peer {
     pub(super) fn close(&self) -> Vec<(u64, PendingUpcall)> {
         let mut state = lock(&self.state);
         state.gone = true;
-        state.pending.drain().collect()
+        std::mem::take(&mut state.pending).into_iter().collect()
     }
 
     /// One log line about this client, of a kind it could cause many of: at most a few a second
