@@ -83,6 +83,8 @@ impl<'a> Connection<'a> {
             return "disconnected".into();
         }
         loop {
+            // With no deadline to keep, the next read may wait in the kernel for the line.
+            self.reader.source().may_wait = self.deadline().is_none();
             let next = match self.reader.read_line_or_empty() {
                 Ok(Some(line)) => {
                     self.peer.heard_from();
@@ -94,7 +96,8 @@ impl<'a> Connection<'a> {
                     let max_line = self.config.max_line;
                     self.refuse(bad_line(error, max_line))
                 }
-                // Nothing more to read for now: wait for it (the socket is non-blocking).
+                // Nothing more to read for now, and a deadline to keep (or a socket that cannot
+                // wait, on Windows): wait for input up to the deadline.
                 Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
                     self.wait_for_input()
                 }
@@ -296,7 +299,7 @@ impl<'a> Connection<'a> {
     fn linger(&mut self) {
         const LINGER: Duration = Duration::from_secs(1);
         const LINGER_BYTES: usize = 1 << 20;
-        let mut socket = self.peer.socket();
+        let socket = self.peer.socket();
         let _ = socket.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + LINGER;
         let mut discarded = 0;
@@ -306,7 +309,7 @@ impl<'a> Connection<'a> {
             if left.is_zero() {
                 break;
             }
-            match std::io::Read::read(&mut socket, &mut buffer) {
+            match os::receive(socket, &mut buffer, false) {
                 Ok(0) => break,
                 Ok(read) => discarded += read,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {

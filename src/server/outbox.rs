@@ -33,13 +33,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::lock;
 use crate::log::seconds;
+use crate::os;
 
 /// The lines waiting for one client. Empty (and allocating nothing) for a client that keeps up.
 #[derive(Default)]
@@ -345,15 +346,15 @@ fn write_lines(socket: &TcpStream, lines: &mut VecDeque<Waiting>) -> Written {
     total
 }
 
-/// Writes `bytes` until they are all written or the socket is full (non-blocking: never waits).
-fn write_bytes(mut socket: &TcpStream, bytes: &[u8]) -> Written {
+/// Writes `bytes` until they are all written or the socket is full (`os::send_now`: never waits).
+fn write_bytes(socket: &TcpStream, bytes: &[u8]) -> Written {
     let mut written = Written {
         bytes: 0,
         full: false,
         result: Ok(()),
     };
     while written.bytes < bytes.len() {
-        match socket.write(&bytes[written.bytes..]) {
+        match os::send_now(socket, &bytes[written.bytes..]) {
             Ok(0) => {
                 written.result = Err(io::ErrorKind::WriteZero.into());
                 break;

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc::Sender, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
@@ -154,9 +154,11 @@ impl Peer {
         // acknowledged, and the other side delays its acknowledgements: tens of milliseconds for
         // a 40-byte line. We write whole lines only, so sending each at once costs nothing.
         stream.set_nodelay(true)?;
-        // Nobody waits on this socket: writes take what fits (the rest waits in the outbox), and
-        // the connection thread waits for input with `os::wait`, which knows the deadlines.
-        stream.set_nonblocking(true)?;
+        // No write to this socket ever waits: each takes what fits (the rest waits in the
+        // outbox), with `os::send_now`. Only the connection thread may wait, for input, and only
+        // while it has no deadline to keep (see `SharedSocket`). Where a single write cannot be
+        // told not to wait (Windows), the whole socket is non-blocking instead.
+        stream.set_nonblocking(!os::BLOCKING_READS)?;
         // A laptop whose lid closed sends nothing more, not even a FIN: the kernel's keepalive
         // probes find out, and the read fails (see limits.rs for the times).
         os::keep_alive(
@@ -179,7 +181,9 @@ impl Peer {
 
     /// The client closed the connection before it was served: nothing to read but its end.
     pub(super) fn closed_already(&self) -> bool {
-        matches!(self.socket.peek(&mut [0]), Ok(0))
+        // Look without waiting: a client that connected and says nothing yet is not closed.
+        let readable = os::wait_for(&self.socket, os::Interest::Read, Some(Duration::ZERO));
+        matches!(readable, Ok(true)) && matches!(self.socket.peek(&mut [0]), Ok(0))
     }
 
     /// The socket, for `os::wait` (the connection thread and the flusher).
@@ -189,7 +193,12 @@ impl Peer {
 
     /// The reading side of the socket, for the connection thread.
     pub(super) fn reader(&self) -> LineReader<SharedSocket> {
-        LineReader::new(SharedSocket(self.socket.clone()), self.max_line)
+        let socket = SharedSocket {
+            socket: self.socket.clone(),
+            may_wait: false,
+            at_line_start: true,
+        };
+        LineReader::new(socket, self.max_line)
     }
 
     /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped at
@@ -495,11 +504,29 @@ fn few_names(names: &BTreeSet<String>) -> String {
 
 /// A client's socket as the connection thread reads it: `&TcpStream` reads and writes too (the
 /// socket's state is in the kernel), so one descriptor behind an `Arc` serves everyone.
-pub(super) struct SharedSocket(Arc<TcpStream>);
+///
+/// A read waits inside the kernel for the next line, as a plain blocking server's does, only when
+/// nothing has a deadline: the connection says so in `may_wait` (a registered client, between
+/// lines), and no line is half-read. Otherwise it returns "would block" at once, and the
+/// connection waits with `os::wait_for` up to its deadline. The reader only reads once it has
+/// used every byte read before, so a line is half-read exactly when the last byte read was not a
+/// newline: a client that sends a line a byte at a time never gets a read that waits unbounded.
+pub(super) struct SharedSocket {
+    socket: Arc<TcpStream>,
+    /// Set by the connection before each line: it has no deadline to keep.
+    pub(super) may_wait: bool,
+    /// The last byte read was a newline (or nothing was read yet).
+    at_line_start: bool,
+}
 
 impl Read for SharedSocket {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buffer)
+        let wait = self.may_wait && self.at_line_start;
+        let read = os::receive(&self.socket, buffer, wait)?;
+        if read > 0 {
+            self.at_line_start = buffer[read - 1] == b'\n';
+        }
+        Ok(read)
     }
 }
 
