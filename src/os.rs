@@ -5,7 +5,11 @@
 //!
 //! Each call is a thin wrapper around one C function that takes numbers and a pointer to memory we
 //! own for the length of the call. The constants come from the systems' headers (`<poll.h>`,
-//! `<netinet/tcp.h>`, `<sys/resource.h>`, `winsock2.h`).
+//! `<sys/socket.h>`, `<netinet/tcp.h>`, `<sys/resource.h>`, `winsock2.h`).
+//!
+//! Two of them are on the path of every line: [`send_now`] and [`receive`], a write that never
+//! waits and a read that waits only when asked to. std can only make a whole socket blocking or
+//! not; the server needs both at once on one socket (see [`BLOCKING_READS`]).
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -25,8 +29,8 @@ pub enum Interest {
 /// was hung up counts as ready, so that the next read or write reports why.
 ///
 /// This is how a thread waits for a socket without blocking inside `read` or `write`: the server's
-/// sockets are non-blocking, so a `write` to a client that stopped reading returns at once instead
-/// of holding up the thread that writes (usually another client's).
+/// writes never wait ([`send_now`]), so a write to a client that stopped reading returns at once
+/// instead of holding up the thread that writes (usually another client's).
 pub fn wait(
     sockets: &[(&TcpStream, Interest)],
     timeout: Option<Duration>,

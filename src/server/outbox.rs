@@ -12,8 +12,8 @@
 //!
 //! # The answer
 //!
-//! The server's sockets are *non-blocking*: a `write` takes what fits in the kernel's buffer and
-//! returns at once, never waiting for room. Every line for a client goes through its outbox:
+//! The server's writes are *non-blocking* ([`os::send_now`](crate::os::send_now)): a write takes
+//! what fits in the kernel's buffer and returns at once, never waiting for room. Every line for a client goes through its outbox:
 //!
 //! 1. If nothing is waiting, the line is written at once. Almost always the whole line fits and
 //!    this is all that happens.
