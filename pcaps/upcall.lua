@@ -11,7 +11,7 @@
 -- (sudo), load no Lua plugin at all: run Wireshark as yourself.
 --
 -- upcall/1 is text, one message per line ending in "\n" (the grammar is in src/protocol.rs, each
--- rule above the function that checks it; this file has a function of the same name for each).
+-- rule above the code that checks it; this file has a function of the same name for each check).
 -- TCP cuts the byte stream where it likes, so one segment may carry several lines and one line
 -- may be spread over several segments. This dissector walks the lines of each
 -- segment, and when a segment ends in the middle of a line it asks TCP for the next segment
@@ -61,7 +61,7 @@ if not created then
 end
 upcall_dissector_loaded = true
 
--- The errors, word for word as ProtocolError's Display in src/protocol.rs: the server sends them
+-- The errors, word for word as ProtocolError's Display in src/protocol/error.rs: the server sends them
 -- after ERR, so a student sees the same sentence in Wireshark as on the wire. (For an unknown verb
 -- the server's ERR adds the verbs it expected: "unknown verb (expected REGISTER, ...)".)
 local E = {
@@ -208,7 +208,7 @@ local function decode_utf8(s)
     return cps, at
 end
 
--- The text rule of check_text() in src/protocol.rs, with the same lists and names.
+-- The text rule of check_text() in src/protocol/text.rs, with the same lists and names.
 local ZWJ, VS16, BLACK_FLAG, CANCEL_TAG = 0x200D, 0xFE0F, 0x1F3F4, 0xE007F
 
 local function in_ranges(cp, ranges)

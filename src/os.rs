@@ -93,21 +93,10 @@ pub fn widen_listen_queue(listener: &TcpListener) {
     sys::widen_listen_queue(listener);
 }
 
-/// What the machine says about this process's limits, for `server::limits::client_limit`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MachineFacts {
-    /// `vm.max_map_count` (Linux).
-    pub max_map_count: Option<u64>,
-    /// The soft open-file limit (`ulimit -n`).
-    pub open_files: Option<u64>,
-    /// Threads this process may still start under `ulimit -u` (root is not held to it).
-    pub user_threads_free: Option<u64>,
-    /// Tasks the process's control group may still start (`pids.max` minus `pids.current`: a
-    /// container's pids limit).
-    pub cgroup_pids_free: Option<u64>,
-    /// Address space left under `ulimit -v`, in bytes.
-    pub address_space_free: Option<u64>,
-}
+/// The limits that decide how many clients fit (`os/facts.rs`): filled here from `getrlimit` and
+/// by `os/linux.rs` from `/proc`.
+mod facts;
+pub use facts::MachineFacts;
 
 /// Raises the soft open-file limit to the hard one, as Go's runtime does at start: the soft limit
 /// is often 1,024 (256 on macOS), far below what a class needs, while the hard limit is what the

@@ -15,8 +15,7 @@
 //! file it declares: the methods a file adds to a type are called from above.
 //!
 //! `lib.rs` is the crate's table of contents: its `pub mod` lines are not uses, and its one
-//! function, `lock`, is a leaf every file may use. Two folders are not held to the rule yet
-//! ([`NOT_YET`]).
+//! function, `lock`, is a leaf every file may use. Every folder is held to the rule.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -447,46 +446,9 @@ fn drawn(graph: &BTreeMap<String, BTreeSet<String>>) -> String {
         .collect()
 }
 
-/// Folders whose files still use each other, each with the circle's reason: not yet held to the
-/// rule. Each must still have its circle (the test says so when it is gone), so this list only
-/// shrinks.
-const NOT_YET: [(&[&str], &str); 2] = [
-    (
-        &["check/"],
-        "the checker's files use check/mod.rs's Case, Outcome, Side and after(), and mod.rs uses \
-         them; server_run.rs and server_cases.rs use each other",
-    ),
-    (
-        &["os.rs", "os/"],
-        "os/linux.rs fills os.rs's MachineFacts, which os.rs builds with it",
-    ),
-];
-
-fn in_group(file: &str, group: &[&str]) -> bool {
-    group.iter().any(|start| file.starts_with(start))
-}
-
-/// `graph` with only the files `keep` says yes to.
-fn only(
-    graph: &BTreeMap<String, BTreeSet<String>>,
-    keep: impl Fn(&str) -> bool,
-) -> BTreeMap<String, BTreeSet<String>> {
-    graph
-        .iter()
-        .filter(|(file, _)| keep(file))
-        .map(|(file, uses)| {
-            let uses = uses.iter().filter(|used| keep(used)).cloned().collect();
-            (file.clone(), uses)
-        })
-        .collect()
-}
-
 #[test]
 fn no_two_files_of_the_library_use_each_other_even_through_others() {
-    let whole = file_graph();
-    let graph = only(&whole, |file| {
-        !NOT_YET.iter().any(|(group, _)| in_group(file, group))
-    });
+    let graph = file_graph();
     if let Some(around) = circle(&graph) {
         panic!(
             "an import circle: {}\nEach folder's files use each other in one direction, the top \
@@ -494,14 +456,6 @@ fn no_two_files_of_the_library_use_each_other_even_through_others() {
              client/mod.rs.\nWhich file uses which:\n{}",
             around.join(" -> "),
             drawn(&graph)
-        );
-    }
-    for (group, why) in NOT_YET {
-        let folder = only(&whole, |file| in_group(file, group));
-        assert!(
-            circle(&folder).is_some(),
-            "{group:?} has no import circle any more ({why}): take it off NOT_YET in \
-             tests/layers.rs, so that it stays that way"
         );
     }
 }

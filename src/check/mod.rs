@@ -12,88 +12,47 @@
 //! expected instead. Cases are picked by rule number (`4` or `4.2`); the exit status says whether
 //! all passed, and `--junit FILE` writes a report that graders and CI read.
 //!
-//! The files: [`rules`] (the numbered rules, as the spec has them), [`wire`] (one connection and
-//! its transcript), [`server_cases`] and [`timing_cases`] (what a server must do), [`server_run`] (playing them),
-//! [`client_cases`] (what a client must do), [`report`] (the screen and JUnit), [`options`]
-//! (the command line).
+//! # The files, in layers
+//!
+//! Each file uses only files below it: on its own side, and under both sides. No server file
+//! uses a client file or the other way round, so no two files use each other, not even through a
+//! third (`tests/layers.rs` checks it):
+//!
+//! ```text
+//! mod.rs               the top: declares the files, re-exports what programs and tests use
+//!  ├ server side:
+//!  │  server_cases.rs  what a server must do (rules 1-8), and `run`, which plays them all
+//!  │  server_run.rs    the runner: a few cases at a time, the slow ones first
+//!  │  timing_cases.rs  what a server must do over time (rules 6.5 and 9)
+//!  │  server_ctx.rs    what a server case works with: ServerCtx, and Peer, one connection
+//!  ├ client side:
+//!  │  client_cases.rs  what a client must do, and `run`: listen, accept, play them in order
+//!  │  client_ctx.rs    what a client case works with: ClientCtx, the checker as a server
+//!  └ under both sides:
+//!     report.rs        the screen and JUnit
+//!     options.rs       the command line
+//!     rules.rs         the numbered rules, as the spec has them
+//!     case.rs          Case, Outcome, Side; which rules a selection picks; how long to wait
+//!     wire.rs          one connection and its transcript
+//! ```
+//!
+//! A file never names one above it. `server_run.rs` plays the cases it is given, so
+//! `server_cases.rs`, which has them, hands them over: the runner never asks for them. And a file
+//! names the file an item is in (`super::case::Outcome`), never `super::Outcome`: that is this
+//! file, the top, which re-exports such items for the programs and tests that use the checker.
 
+pub mod case;
 pub mod client_cases;
+pub mod client_ctx;
 pub mod options;
 pub mod report;
 pub mod rules;
 pub mod server_cases;
+pub mod server_ctx;
 pub mod server_run;
 pub mod timing_cases;
 pub mod wire;
 
-use std::time::{Duration, Instant};
-
+pub use case::{after, selected, Case, Outcome, Side, ANSWER_WAIT};
 pub use options::{Command, Options};
 pub use report::Report;
-
-/// Which side a case checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Server,
-    Client,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Server => "server",
-            Side::Client => "client",
-        }
-    }
-}
-
-/// One case: a rule of the spec, checked one way.
-pub struct Case<C> {
-    /// The rule's number in the spec, `4.2`.
-    pub rule: &'static str,
-    /// What the case checks, in one line.
-    pub title: &'static str,
-    /// Runs the case; `Err` says what was expected instead, in words a student follows.
-    pub run: fn(&mut C) -> Result<(), String>,
-}
-
-/// How one case ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub side: Side,
-    pub rule: &'static str,
-    pub title: &'static str,
-    /// `None`: passed. `Some(expected)`: failed, and what was expected.
-    pub failure: Option<String>,
-    /// Every line the case sent and received, on each of its connections.
-    pub transcript: Vec<wire::Entry>,
-    pub took: Duration,
-}
-
-impl Outcome {
-    pub fn passed(&self) -> bool {
-        self.failure.is_none()
-    }
-
-    /// `server 4.2`: how tests and reports name a case.
-    pub fn name(&self) -> String {
-        format!("{} {}", self.side.name(), self.rule)
-    }
-}
-
-/// True if `rule` is picked by `selection` (empty: everything; `4` picks 4.1, 4.2, ...).
-pub fn selected(rule: &str, selection: &[String]) -> bool {
-    selection.is_empty()
-        || selection
-            .iter()
-            .any(|pick| rule == pick || rule.starts_with(&format!("{pick}.")))
-}
-
-/// How long the checker waits for a line it expects, unless told otherwise: generous, so that
-/// a slow laptop or a loaded CI machine is not taken for a broken program.
-pub const ANSWER_WAIT: Duration = Duration::from_secs(3);
-
-/// A deadline `wait` from now.
-pub fn after(wait: Duration) -> Instant {
-    Instant::now() + wait
-}

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::case::{selected, ANSWER_WAIT};
 use super::rules;
 
 /// What to check.
@@ -45,7 +46,7 @@ impl Options {
             line_timeout: Duration::from_secs(30),
             upcall_timeout: Duration::from_secs(5),
             max_msg_rate: 20,
-            wait: super::ANSWER_WAIT,
+            wait: ANSWER_WAIT,
             jobs: 4,
             accept_wait: Duration::from_secs(120),
         }
@@ -137,7 +138,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, Option<S
                 _ => {
                     let known = rules::RULES
                         .iter()
-                        .any(|rule| super::selected(rule.number, std::slice::from_ref(&arg)));
+                        .any(|rule| selected(rule.number, std::slice::from_ref(&arg)));
                     if !known {
                         return Err(Some(format!(
                             "`{arg}` is not a rule number (see src/upcall-1.md)"

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::case::Outcome;
 use super::wire::Direction;
-use super::Outcome;
 
 /// The outcomes of one run, in the order of the rules.
 #[derive(Debug, Clone, Default)]

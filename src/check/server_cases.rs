@@ -1,14 +1,21 @@
 //! What a server must do (rules 1-8 of `src/upcall-1.md`), one case per rule, each on
 //! connections of its own. A case reads like a conversation with `nc`: send a line, say what
-//! should come back. (The timeouts and rates are in `timing_cases.rs`, the runner in
-//! `server_run.rs`.)
+//! should come back. (The timeouts and rates are in `timing_cases.rs`, the connection a case
+//! talks on in `server_ctx.rs`, the runner in `server_run.rs`.)
 
-use super::server_run::ServerCtx;
+use super::case::{after, Case};
+use super::options::Options;
+use super::report::Report;
+use super::rules::RULES;
+use super::server_ctx::ServerCtx;
+use super::server_run;
 use super::timing_cases;
-use super::{after, Case};
 use crate::protocol::{relayed, Message};
 
-pub use super::server_run::run;
+/// Runs the selected server cases against the server at `address`, `options.jobs` at a time.
+pub fn run(address: &str, options: &Options) -> Result<Report, String> {
+    server_run::play(address, options, cases())
+}
 
 /// Every server case, in the order of the rules.
 pub fn cases() -> Vec<Case<ServerCtx>> {
@@ -130,15 +137,10 @@ pub fn cases() -> Vec<Case<ServerCtx>> {
         },
     ];
     all.extend(timing_cases::cases());
-    all.sort_by_key(|case| {
-        super::rules::RULES
-            .iter()
-            .position(|rule| rule.number == case.rule)
-    });
+    all.sort_by_key(|case| RULES.iter().position(|rule| rule.number == case.rule));
     all
 }
 
-/// Runs the selected server cases against the server at `address`, `options.jobs` at a time.
 fn cr_dropped(ctx: &mut ServerCtx) -> Result<(), String> {
     let mut peer = ctx.open_registered(&["on_event"])?;
     peer.conn.send_bytes(b"MSG crlf\r\n")?;

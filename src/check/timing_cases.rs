@@ -6,8 +6,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::server_run::{Peer, ServerCtx};
-use super::{after, Case};
+use super::case::{after, Case};
+use super::server_ctx::{is_relay, Peer, ServerCtx};
+use super::wire::parse;
 use crate::protocol::Message;
 
 /// The time a server is given past its own timeout: a loaded machine, a slow language.
@@ -91,8 +92,8 @@ fn expect_dropped(
             let last_err = lines
                 .iter()
                 .rev()
-                .find(|line| !matches!(super::wire::parse(line), Ok(Message::Bye)))
-                .is_some_and(|line| matches!(super::wire::parse(line), Ok(Message::Err { .. })));
+                .find(|line| !matches!(parse(line), Ok(Message::Bye)))
+                .is_some_and(|line| matches!(parse(line), Ok(Message::Err { .. })));
             if last_err {
                 Ok(())
             } else {
@@ -146,7 +147,7 @@ fn never_registers(ctx: &mut ServerCtx) -> Result<(), String> {
                         "a client that has not registered yet kept until the line timeout".into(),
                     );
                 }
-                return match lines.last().map(|line| super::wire::parse(line)) {
+                return match lines.last().map(|line| parse(line)) {
                     Some(Ok(Message::Err { .. } | Message::Bye)) => Ok(()),
                     _ => Err("an ERR <reason> before the close".into()),
                 };
@@ -180,11 +181,9 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
                 return match lines
                     .iter()
                     .rev()
-                    .find(|l| !matches!(super::wire::parse(l), Ok(Message::Bye)))
+                    .find(|l| !matches!(parse(l), Ok(Message::Bye)))
                 {
-                    Some(line) if matches!(super::wire::parse(line), Ok(Message::Err { .. })) => {
-                        Ok(())
-                    }
+                    Some(line) if matches!(parse(line), Ok(Message::Err { .. })) => Ok(()),
                     _ => Err("an ERR <reason> before the close".into()),
                 };
             }
@@ -192,7 +191,7 @@ fn unfinished_line(ctx: &mut ServerCtx) -> Result<(), String> {
                 // Other clients' messages may come (and wait: an answer now would land in the
                 // middle of the unfinished line); anything else is wrong.
                 if let Some(line) = lines.iter().find(|line| !is_relay(line)) {
-                    if !matches!(super::wire::parse(line), Ok(Message::Err { .. })) {
+                    if !matches!(parse(line), Ok(Message::Err { .. })) {
                         return Err(format!(
                             "nothing while the line is unfinished; got `{line}`"
                         ));
@@ -274,12 +273,4 @@ fn refused_flood(ctx: &mut ServerCtx) -> Result<(), String> {
             2 * rate
         )),
     }
-}
-
-/// `UPCALL <id> on_event Upcall event: <someone> says ...`: another client's message.
-/// Told by its text alone: another client's text may be what the server should have refused.
-pub fn is_relay(line: &str) -> bool {
-    line.starts_with("UPCALL ")
-        && line.contains(" on_event Upcall event: ")
-        && line.contains(" says ")
 }

@@ -1,7 +1,7 @@
 //! What Linux says in `/proc` and `/sys`. Plain file reads, nothing unsafe; absent files (another
 //! system, a sandbox) just leave a fact unknown.
 
-use super::MachineFacts;
+use super::facts::MachineFacts;
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
 use super::limits::{self, MessageRate};
-use super::peer::{NotFiled, Peer, SharedSocket};
-use super::pending::Outcome;
+use super::peer::{Peer, SharedSocket};
+use super::pending::{NotFiled, Outcome};
 use super::shared::Server;
 use crate::error::Error;
 use crate::framing::{Line, LineReader};
@@ -91,36 +91,44 @@ impl<'a> Connection<'a> {
                     self.handle(line)
                 }
                 Ok(None) => Next::Close("disconnected".into()),
-                Err(Error::Protocol(error)) => {
-                    self.peer.heard_from();
-                    let max_line = self.config.max_line;
-                    self.refuse(bad_line(error, max_line))
-                }
-                // Nothing more to read for now, and a deadline to keep (or a socket that cannot
-                // wait, on Windows): wait for input up to the deadline.
-                Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.wait_for_input()
-                }
-                // The kernel gave up on the connection: keepalive probes, or data sent to the
-                // client, went unanswered (a laptop asleep, a student who left the Wi-Fi).
-                Err(Error::Io(error))
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::HostUnreachable
-                            | std::io::ErrorKind::NetworkUnreachable
-                    ) =>
-                {
-                    Next::Close(format!(
-                        "vanished: its computer stopped answering for {} (TCP keepalive)",
-                        seconds(limits::KEEPALIVE_GIVE_UP)
-                    ))
-                }
-                Err(Error::Io(error)) => Next::Close(format!("disconnected ({error})")),
+                Err(error) => self.read_failed(error),
             };
             if let Next::Close(farewell) = next {
                 return farewell;
             }
+        }
+    }
+
+    /// No line came: a bad one (refused, and the connection stays), none yet (wait for it), or
+    /// none ever again.
+    fn read_failed(&mut self, error: Error) -> Next {
+        match error {
+            Error::Protocol(error) => {
+                self.peer.heard_from();
+                let max_line = self.config.max_line;
+                self.refuse(bad_line(error, max_line))
+            }
+            // Nothing more to read for now, and a deadline to keep (or a socket that cannot
+            // wait, on Windows): wait for input up to the deadline.
+            Error::Io(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                self.wait_for_input()
+            }
+            // The kernel gave up on the connection: keepalive probes, or data sent to the
+            // client, went unanswered (a laptop asleep, a student who left the Wi-Fi).
+            Error::Io(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                ) =>
+            {
+                Next::Close(format!(
+                    "vanished: its computer stopped answering for {} (TCP keepalive)",
+                    seconds(limits::KEEPALIVE_GIVE_UP)
+                ))
+            }
+            Error::Io(error) => Next::Close(format!("disconnected ({error})")),
         }
     }
 
@@ -133,18 +141,7 @@ impl<'a> Connection<'a> {
         self.said_anything = true;
         match message {
             Message::Register { callback } => self.register(callback),
-            Message::Msg { text } => {
-                if self.lines.allow(Instant::now()) {
-                    self.pass_on(&text)
-                } else {
-                    let limit = self.config.max_msg_rate;
-                    self.refuse(format!(
-                        "too many messages: at most {limit} a second (bursts of {}); \
-                         this one was not passed on",
-                        2 * limit
-                    ))
-                }
-            }
+            Message::Msg { text } => self.pass_on(&text),
             Message::Return { id, value } => self.answer(id, Outcome::Returned(value)),
             Message::Fail { id, reason } => self.answer(id, Outcome::Failed(reason)),
             // Lines that only a server sends. The parser reads both directions (one grammar for
@@ -211,42 +208,63 @@ impl<'a> Connection<'a> {
     /// read, its own `RETURN` included. Sending never waits either: a client that is not reading
     /// gets the line in its outbox.
     fn pass_on(&mut self, text: &str) -> Next {
+        if !self.lines.allow(Instant::now()) {
+            return self.too_many_messages();
+        }
         let (server, sender) = (self.server, self.peer);
         let name = &sender.name;
         note!(server, sender, Received, "Received from {name}: {text}");
-        match sender.upcall(server, ON_EVENT, &protocol::processing(text), None) {
-            Ok(_) | Err(NotFiled::Gone) => {}
-            // Too long for the sender's own upcall is too long for the others' too (theirs names
-            // the sender): one `ERR` says it.
-            Err(reason @ NotFiled::BadLine(..)) => return self.tell(reason.to_string()),
-            Err(reason) => {
-                if let Next::Close(farewell) = self.tell(reason.to_string()) {
-                    return Next::Close(farewell);
-                }
-            }
+        // The sender first: `UPCALL <id> on_event Upcall event: Processing <text>`.
+        let own = sender.upcall(server, ON_EVENT, &protocol::processing(text), None);
+        if let Some(next) = self.own_upcall_not_sent(own) {
+            return next;
         }
+        // Then every other client that registered on_event: `... client-1 says <text>`.
         let relayed = protocol::relayed(name, text);
         if !fits_any_upcall(&relayed, self.config.max_line) {
-            return self.tell(format!(
-                "message too long to pass on: the upcall to the others would be over the {}-byte \
-                 line limit (at most about {} bytes of text)",
-                self.config.max_line,
-                longest_relayed_text(name, self.config.max_line)
-            ));
+            return self.too_long_to_pass_on();
         }
         for other in server.snapshot() {
             if other.number != sender.number && other.has_callback(ON_EVENT) {
-                // A failure here concerns `other` only: it goes to the log, not to the sender.
-                match other.upcall(server, ON_EVENT, &relayed, None) {
-                    Ok(_) | Err(NotFiled::Gone) => {}
-                    Err(reason) => {
-                        let to = &other.name;
-                        note!(server, other, Upcall, "Upcall to {to} not sent: {reason}");
-                    }
-                }
+                relay(server, &other, &relayed);
             }
         }
         Next::Read
+    }
+
+    /// A `MSG` past the message rate: refused, not passed on.
+    fn too_many_messages(&mut self) -> Next {
+        let limit = self.config.max_msg_rate;
+        self.refuse(format!(
+            "too many messages: at most {limit} a second (bursts of {}); \
+             this one was not passed on",
+            2 * limit
+        ))
+    }
+
+    /// The sender's own upcall was not sent: tells it why. Returns what to do instead of passing
+    /// the message on to the others, if anything.
+    fn own_upcall_not_sent(&mut self, own: Result<u64, NotFiled>) -> Option<Next> {
+        match own {
+            Ok(_) | Err(NotFiled::Gone) => None,
+            // Too long for the sender's own upcall is too long for the others' too (theirs names
+            // the sender): one `ERR` says it.
+            Err(reason @ NotFiled::BadLine(..)) => Some(self.tell(reason.to_string())),
+            Err(reason) => match self.tell(reason.to_string()) {
+                Next::Read => None,
+                close => Some(close),
+            },
+        }
+    }
+
+    /// The message fits the sender's upcall but not the others', which name the sender.
+    fn too_long_to_pass_on(&mut self) -> Next {
+        let max_line = self.config.max_line;
+        self.tell(format!(
+            "message too long to pass on: the upcall to the others would be over the \
+             {max_line}-byte line limit (at most about {} bytes of text)",
+            longest_relayed_text(&self.peer.name, max_line)
+        ))
     }
 
     /// `RETURN`/`FAIL <id>`: hand the outcome to whoever waits for upcall `id`.
@@ -378,6 +396,18 @@ impl<'a> Connection<'a> {
         self.peer
             .refuse(self.server, format!("{reason}: closing the connection"));
         Next::Close(format!("dropped: {reason}"))
+    }
+}
+
+/// Passes a `MSG` on to `other`. A failure concerns `other` only: it goes to the log, not to the
+/// sender.
+fn relay(server: &Server, other: &Peer, relayed: &str) {
+    match other.upcall(server, ON_EVENT, relayed, None) {
+        Ok(_) | Err(NotFiled::Gone) => {}
+        Err(reason) => {
+            let to = &other.name;
+            note!(server, other, Upcall, "Upcall to {to} not sent: {reason}");
+        }
     }
 }
 

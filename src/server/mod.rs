@@ -146,7 +146,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -230,6 +230,28 @@ impl Server {
         if self.is_stopping() {
             return Ok(());
         }
+        let starter = self.start_helpers()?;
+        for stream in listener.incoming() {
+            if self.is_stopping() {
+                break;
+            }
+            match stream {
+                // The starter admits it and starts its thread (`admit`); this loop is back in
+                // `accept` at once.
+                Ok(stream) => {
+                    if starter.send(stream).is_err() {
+                        break;
+                    }
+                }
+                Err(error) => self.pause_after(&error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the helper threads of the table above (the sweeper, the flusher, and the starter,
+    /// which admits each accepted connection); returns the way to the starter.
+    fn start_helpers(&self) -> io::Result<SyncSender<TcpStream>> {
         self.spawn_helper("sweeper", |server| sweeper::sweep_expired_upcalls(&server))?;
         self.spawn_helper("flusher", |server| flusher::flush_outboxes(&server))?;
         let (to_starter, arrivals) = mpsc::sync_channel::<TcpStream>(ARRIVALS_QUEUE);
@@ -238,27 +260,7 @@ impl Server {
                 server.admit(stream, number);
             }
         })?;
-
-        for stream in listener.incoming() {
-            if self.is_stopping() {
-                break;
-            }
-            match stream {
-                Ok(stream) => {
-                    if to_starter.send(stream).is_err() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    // Typically "too many open files" when the process is at its limit. Waiting
-                    // a moment lets disconnections free some; exiting would drop every client.
-                    // The moment is short: a student is waiting in the kernel's queue.
-                    log!(self, "Cannot accept a connection: {error}");
-                    thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-        Ok(())
+        Ok(to_starter)
     }
 
     fn spawn_helper(
@@ -271,6 +273,14 @@ impl Server {
             .name(name.into())
             .spawn(move || job(server))
             .map(|_| ())
+    }
+
+    /// `accept` failed: typically "too many open files" when the process is at its limit. Waiting
+    /// a moment lets disconnections free some; exiting would drop every client. The moment is
+    /// short: a student is waiting in the kernel's queue.
+    fn pause_after(&self, error: &io::Error) {
+        log!(self, "Cannot accept a connection: {error}");
+        thread::sleep(Duration::from_millis(10));
     }
 
     /// Registers a new connection and starts its thread, or turns it away with `ERR` when one of

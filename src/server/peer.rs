@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
 use super::outbox::{self, Outbox, Sent, Stuck};
-use super::pending::{CallResult, Outcome, PendingUpcall};
+use super::pending::{CallResult, NotFiled, Outcome, PendingUpcall};
 use crate::error::Error;
 use crate::framing::LineReader;
 use crate::lock;
 use crate::os;
-use crate::protocol::{Message, ProtocolError, ON_EVENT};
+use crate::protocol::{Message, ProtocolError};
 
 /// What a peer needs of the server it belongs to: its settings, its log, the helper threads'
 /// bells, and a way to drop this client.
@@ -81,64 +81,6 @@ struct PeerState {
     /// cannot come.
     gone: bool,
     repeats: Repeats,
-}
-
-/// Why an upcall was not filed (and so not sent): a small enum, because each reason is told
-/// differently (to the console, to the sender of a `MSG`, to the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum NotFiled {
-    /// The client is leaving.
-    Gone,
-    /// It did not register this callback.
-    NotRegistered {
-        callback: String,
-        registered: String,
-    },
-    /// It has too many upcalls unanswered (and is dropped for it).
-    TooManyPending,
-    /// The line would be invalid (too long, a character the protocol refuses).
-    BadLine(ProtocolError, usize),
-}
-
-impl fmt::Display for NotFiled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NotFiled::Gone => write!(f, "disconnected"),
-            NotFiled::NotRegistered {
-                callback,
-                registered,
-            } if callback == ON_EVENT && registered.is_empty() => write!(
-                f,
-                "no on_event registered: send REGISTER on_event to get upcalls"
-            ),
-            NotFiled::NotRegistered {
-                callback,
-                registered,
-            } => {
-                let registered = if registered.is_empty() {
-                    "none"
-                } else {
-                    registered
-                };
-                write!(f, "{callback} is not registered (registered: {registered})")
-            }
-            NotFiled::TooManyPending => write!(f, "too many upcalls to it are still unanswered"),
-            NotFiled::BadLine(ProtocolError::LineTooLong, max_line) => write!(
-                f,
-                "line too long: the upcall line would be over the {max_line}-byte limit"
-            ),
-            NotFiled::BadLine(error, _) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl From<NotFiled> for Outcome {
-    fn from(reason: NotFiled) -> Outcome {
-        match reason {
-            NotFiled::Gone => Outcome::Disconnected,
-            other => Outcome::NotSent(other.to_string()),
-        }
-    }
 }
 
 impl Peer {
@@ -230,51 +172,16 @@ impl Peer {
         // Lock order: `outbox` first, then `state`. Holding `outbox` while the id is chosen means
         // ids are queued in the order they were given out: 1, 2, 3 on the wire, never 2 before 1.
         let mut outbox = lock(&self.outbox);
-        let pending = PendingUpcall::new(callback, server.config().upcall_timeout, reply_to);
-        let max_pending = server.config().max_pending;
-        let filed = lock(&self.state).file(callback, pending, max_pending);
-        let id = match filed {
-            Ok(id) => {
-                server.ring_sweeper(); // it must give up on this one if no answer comes
-                id
-            }
-            Err(NotFiled::TooManyPending) => {
-                // A client that leaves this many upcalls unanswered is not reading its socket
-                // (or not answering at all): it is behind, and dropped like one.
+        let (id, line) = match self.file(server, callback, argument, reply_to) {
+            Ok(filed) => filed,
+            Err(reason) => {
                 drop(outbox);
-                self.drop_stuck(server, Stuck::Unanswered { count: max_pending });
-                return Err(NotFiled::TooManyPending);
-            }
-            Err(reason) => return Err(reason),
-        };
-        let message = Message::Upcall {
-            id,
-            callback: callback.to_string(),
-            argument: argument.to_string(),
-        };
-        let line = match self.encode(&message) {
-            Ok(line) => line,
-            Err(error) => {
-                // Nothing was queued. The id goes back while `outbox` is still held, so that
-                // no other upcall can take the next id in between: ids on the wire have no gaps.
-                lock(&self.state).unfile(id);
-                return Err(NotFiled::BadLine(error, self.max_line));
+                return Err(self.not_filed(server, reason));
             }
         };
         // Logged before the line leaves, so the log can never show the answer before the call.
-        if argument.is_empty() {
-            self.note(
-                server,
-                Noise::Upcall,
-                format_args!("Upcall {id} to {}: {callback}()", self.name),
-            );
-        } else {
-            self.note(
-                server,
-                Noise::Upcall,
-                format_args!("Upcall {id} to {}: {callback}({argument:?})", self.name),
-            );
-        }
+        let call = ShownCall(callback, argument);
+        note!(server, self, Upcall, "Upcall {id} to {}: {call}", self.name);
         let turn = outbox.take(line);
         drop(outbox);
         // The write itself happens without the lock. A client that cannot take the line is
@@ -282,6 +189,44 @@ impl Peer {
         let sent = turn.and_then(|turn| outbox::write_turn(&self.outbox, &self.socket, turn));
         let _ = self.after_send(server, sent);
         Ok(id)
+    }
+
+    /// Files the upcall as pending under the next id, and encodes its line. The caller holds
+    /// `outbox`: if the line cannot be sent, the id goes back before any other upcall can take
+    /// the next one, so ids on the wire have no gaps.
+    fn file(
+        &self,
+        server: &impl Owner,
+        callback: &str,
+        argument: &str,
+        reply_to: Option<Sender<CallResult>>,
+    ) -> Result<(u64, Vec<u8>), NotFiled> {
+        let pending = PendingUpcall::new(callback, server.config().upcall_timeout, reply_to);
+        let id = lock(&self.state).file(callback, pending, server.config().max_pending)?;
+        server.ring_sweeper(); // it must give up on this one if no answer comes
+        let message = Message::Upcall {
+            id,
+            callback: callback.to_string(),
+            argument: argument.to_string(),
+        };
+        match self.encode(&message) {
+            Ok(line) => Ok((id, line)),
+            Err(error) => {
+                lock(&self.state).unfile(id);
+                Err(NotFiled::BadLine(error, self.max_line))
+            }
+        }
+    }
+
+    /// An upcall was not filed: says why, after dropping a client that leaves too many upcalls
+    /// unanswered. Such a client is not reading its socket (or not answering at all): it is
+    /// behind, and dropped like one.
+    fn not_filed(&self, server: &impl Owner, reason: NotFiled) -> NotFiled {
+        if reason == NotFiled::TooManyPending {
+            let count = server.config().max_pending;
+            self.drop_stuck(server, Stuck::Unanswered { count });
+        }
+        reason
     }
 
     /// Who waits for an upcall's outcome. A client that let its last upcall time out and has
@@ -488,6 +433,20 @@ impl PeerState {
     fn unfile(&mut self, id: u64) {
         self.pending.remove(&id);
         self.last_upcall_id = id - 1;
+    }
+}
+
+/// An upcall as the log shows it: `uppercase("haii")`, or `hostname()` without an argument.
+struct ShownCall<'a>(&'a str, &'a str);
+
+impl fmt::Display for ShownCall<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ShownCall(callback, argument) = self;
+        if argument.is_empty() {
+            write!(f, "{callback}()")
+        } else {
+            write!(f, "{callback}({argument:?})")
+        }
     }
 }
 

@@ -5,12 +5,16 @@
 //! table *settles* it: the connection thread when the answer comes, the sweeper when its time is
 //! up, the disconnection when the client leaves. Taking it out is what makes each upcall end once:
 //! whoever comes second finds nothing to take.
+//!
+//! An upcall that cannot even be filed (no such callback, too many unanswered, a line too long)
+//! says why as a `NotFiled`, which becomes its outcome for whoever asked.
 
 use std::fmt;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::log::seconds;
+use crate::protocol::{ProtocolError, ON_EVENT};
 
 /// How an upcall ended, as seen by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,64 @@ impl fmt::Display for CallResult {
                 f,
                 "{client} has not answered since an earlier upcall timed out: sent, not waited for"
             ),
+        }
+    }
+}
+
+/// Why an upcall was not filed (and so not sent): a small enum, because each reason is told
+/// differently (to the console, to the sender of a `MSG`, to the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NotFiled {
+    /// The client is leaving.
+    Gone,
+    /// It did not register this callback.
+    NotRegistered {
+        callback: String,
+        registered: String,
+    },
+    /// It has too many upcalls unanswered (and is dropped for it).
+    TooManyPending,
+    /// The line would be invalid (too long, a character the protocol refuses).
+    BadLine(ProtocolError, usize),
+}
+
+impl fmt::Display for NotFiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotFiled::Gone => write!(f, "disconnected"),
+            NotFiled::NotRegistered {
+                callback,
+                registered,
+            } if callback == ON_EVENT && registered.is_empty() => write!(
+                f,
+                "no on_event registered: send REGISTER on_event to get upcalls"
+            ),
+            NotFiled::NotRegistered {
+                callback,
+                registered,
+            } => {
+                let registered = if registered.is_empty() {
+                    "none"
+                } else {
+                    registered
+                };
+                write!(f, "{callback} is not registered (registered: {registered})")
+            }
+            NotFiled::TooManyPending => write!(f, "too many upcalls to it are still unanswered"),
+            NotFiled::BadLine(ProtocolError::LineTooLong, max_line) => write!(
+                f,
+                "line too long: the upcall line would be over the {max_line}-byte limit"
+            ),
+            NotFiled::BadLine(error, _) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl From<NotFiled> for Outcome {
+    fn from(reason: NotFiled) -> Outcome {
+        match reason {
+            NotFiled::Gone => Outcome::Disconnected,
+            other => Outcome::NotSent(other.to_string()),
         }
     }
 }
