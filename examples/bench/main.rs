@@ -24,14 +24,15 @@
 //! 6. **Pipelined throughput** on one connection, K messages in flight, against raw TCP writing
 //!    one line per system call (the server's way) and raw TCP coalescing its writes.
 //!
-//! **Why parts 1 and 2 alternate.** A shared machine drifts: another program starts a build, and
-//! every round trip gets slower for a while. Rows measured one after the other carry that drift
-//! into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1 and
-//! 2 run together, in rounds: each round runs a block of each row, raw and server in turn (1, 2,
-//! 1b, 2b; every other round in the opposite order), and keeps each block's p50. A ratio is
-//! taken round by round, between blocks a few milliseconds apart, and the table gives the median
-//! of those ratios with their IQR and range. Five runs in a row then agree within a few
-//! hundredths.
+//! **Why parts 1 and 2 take turns.** A shared machine drifts: another program starts a build,
+//! and every round trip gets slower for a while. Rows measured one after the other carry that
+//! drift into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1
+//! and 2 run together, each row on a connection and a server of its own, in turns of 50 round
+//! trips (1, 2, 1b, 2b, then 2b, 1b, 2, 1, ...; the first 5 of each turn are thrown away, as
+//! they find the caches full of the other rows' data). A round is `--block` round trips of each
+//! row; a ratio is taken round by round, between p50s measured within the same few tens of
+//! milliseconds, and the table gives the median of those ratios with their IQR and range. Five
+//! runs in a row then agree within a few hundredths.
 //!
 //! Parts 1, 2, 3 and 6 run the library server (`upcall::server::Server`, log off) on a thread of
 //! this process, as `servercall` runs it, and the raw server the same way, so both face the same
@@ -88,9 +89,9 @@ Options:
                         4 broadcast and 5 capacity (these two run together), 6 pipelined,
                         7 a burst of connections)
   --clients LIST        N for parts 4 and 5 (default 100,1000,10000)
-  --rounds R            rounds of parts 1 and 2, which alternate in each (default 60)
-  --block B             round trips of each row of parts 1 and 2 in a round (default 500;
-                        --quick: 200)
+  --rounds R            rounds of parts 1 and 2, which take turns in each (default 60)
+  --block B             round trips of each row of parts 1 and 2 in a round, in turns of 50
+                        (default 500; --quick: 200)
   --repeats R           rounds of part 3 and of each pipelined K (default 5)
   --iterations I        round trips per round of part 3 (default 5000)
   --broadcasts B        measured broadcasts per N, after 2 for warm-up (default 20)
@@ -288,7 +289,7 @@ pub struct Row {
     group: String,
     baseline: bool,
     note: String,
-    /// The p50 of each round, for rows measured in alternating rounds (parts 1 and 2); empty
+    /// The p50 of each round, for rows measured in the same rounds (parts 1 and 2); empty
     /// otherwise. Round `i` of one row ran next to round `i` of every other row of its group.
     rounds: Vec<Duration>,
 }
@@ -442,7 +443,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\n{:<64} {:>6} {:>6} {:>11} {:>11}",
-            "ratio of p50s, round by round (parts 1 and 2 alternate)",
+            "ratio of p50s, round by round (parts 1 and 2 take turns)",
             "rounds",
             "median",
             "IQR",
@@ -570,19 +571,30 @@ enum Answer {
     WithNextMessage,
 }
 
-/// `count` round trips of `MSG haii` → one line back; returns the time of each.
-///
-/// With [`Answer::WithNextMessage`], the `RETURN` owed for the last round trip leaves at the
-/// end, after the clock stopped, so that no upcall is left pending between blocks.
-fn ping_pong(conn: &mut Conn, count: usize, answer: Answer) -> io::Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(count);
-    let mut out = Vec::with_capacity(64);
-    for _ in 0..count {
-        out.extend_from_slice(MSG_LINE);
+/// One row's client connection for parts 1 and 2: `MSG haii` → one line back, one round trip at
+/// a time, with what it owes the server (a `RETURN` to send with the next `MSG`).
+struct PingPong {
+    conn: Conn,
+    answer: Answer,
+    out: Vec<u8>,
+}
+
+impl PingPong {
+    fn new(conn: Conn, answer: Answer) -> PingPong {
+        PingPong {
+            conn,
+            answer,
+            out: Vec::with_capacity(64),
+        }
+    }
+
+    /// One round trip: its time, from the `MSG` leaving to its answer's newline.
+    fn trip(&mut self) -> io::Result<Duration> {
+        self.out.extend_from_slice(MSG_LINE);
         let start = Instant::now();
-        conn.send(&out)?;
-        out.clear();
-        let line = conn.line()?;
+        self.conn.send(&self.out)?;
+        self.out.clear();
+        let line = self.conn.line()?;
         let elapsed = start.elapsed();
         let Some((id, _, _)) = parse_upcall(line) else {
             return Err(bad(format!(
@@ -590,19 +602,15 @@ fn ping_pong(conn: &mut Conn, count: usize, answer: Answer) -> io::Result<Vec<Du
                 String::from_utf8_lossy(line)
             )));
         };
-        let _ = writeln!(WriteBytes(&mut out), "RETURN {id} ok");
-        if answer == Answer::Alone {
-            conn.send(&out)?;
+        let _ = writeln!(WriteBytes(&mut self.out), "RETURN {id} ok");
+        if self.answer == Answer::Alone {
+            self.conn.send(&self.out)?;
         }
-        if answer != Answer::WithNextMessage {
-            out.clear();
+        if self.answer != Answer::WithNextMessage {
+            self.out.clear();
         }
-        samples.push(elapsed);
+        Ok(elapsed)
     }
-    if !out.is_empty() {
-        conn.send(&out)?;
-    }
-    Ok(samples)
 }
 
 /// One row of parts 1 and 2: which server, and what the client does with its answer.
@@ -641,56 +649,82 @@ const TRIPS: [Trip; 4] = [
     },
 ];
 
-/// Round trips thrown away at the start of each block: the first trips after a pause wake
-/// threads that slept through the other rows' blocks.
-const BLOCK_WARM_UP: usize = 20;
+/// Round trips of one row in a turn of parts 1 and 2, after [`TURN_WARM_UP`] more that are
+/// thrown away: the first trip or two of a turn find the caches full of the other rows' data
+/// (measured: every row about 5 µs slower when the rows took turns trip by trip).
+const TURN: usize = 50;
+const TURN_WARM_UP: usize = 5;
 
-/// Parts 1 and 2 together, in alternating rounds (ABAB...): each round runs a block of every
-/// row, raw and server in turn, and every other round runs them in the opposite order, so that a
-/// drift of the machine (another program starting a build) falls on both sides of a ratio alike.
-/// Each row keeps the p50 of each of its blocks; the ratios are taken round by round.
+/// Parts 1 and 2 together, in short turns: 50 round trips of row 1, 50 of row 2, of 1b, of 2b,
+/// then 2b, 1b, 2, 1, and so on, each row on a connection and a server of its own. Whatever the
+/// machine does meanwhile (another program's build taking the CPU, its caches, a halted vCPU)
+/// falls on every row alike, a millisecond or two apart. The turns are grouped in rounds of
+/// `--block` round trips per row; each row keeps the p50 of each round, and the ratios are taken
+/// round by round.
 fn part_rounds(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
     let parts = &options.parts;
     progress!(
-        "1 and 2: raw TCP and MSG → UPCALL, alternating{}",
+        "1 and 2: raw TCP and MSG → UPCALL, taking turns{}",
         tag.suffix
     );
-    let raw = RawServer::start(false)?;
-    let mut raw_conn = Conn::connect(raw.address, 4096)?;
-    let server = LibraryServer::start()?;
-    let (mut upcall_conn, _) = Conn::register(server.address, "on_event", 4096)?;
     let trips: Vec<&Trip> = TRIPS
         .iter()
         .filter(|trip| parts.contains(&if trip.library { 2 } else { 1 }))
         .collect();
-    let mut samples = vec![Vec::new(); trips.len()];
-    let mut rounds = vec![Vec::new(); trips.len()];
-    // Warm-up: the connections, the servers' threads and the caches, once each.
+    // A server for each row: two clients of one upcall server would get each other's `MSG`s as
+    // upcalls too.
+    let mut raw_servers = Vec::new();
+    let mut upcall_servers = Vec::new();
+    let mut clients = Vec::new();
     for trip in &trips {
         let conn = if trip.library {
-            &mut upcall_conn
+            let server = LibraryServer::start()?;
+            let conn = Conn::register(server.address, "on_event", 4096)?.0;
+            upcall_servers.push(server);
+            conn
         } else {
-            &mut raw_conn
+            let raw = RawServer::start(false)?;
+            let conn = Conn::connect(raw.address, 4096)?;
+            raw_servers.push(raw);
+            conn
         };
-        ping_pong(conn, options.block.min(1000), trip.answer)?;
+        clients.push(PingPong::new(conn, trip.answer));
     }
-    for round in 0..options.rounds {
-        let mut order: Vec<usize> = (0..trips.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
+    let forward: Vec<usize> = (0..trips.len()).collect();
+    let backward: Vec<usize> = forward.iter().rev().copied().collect();
+    let turns = options.block.div_ceil(TURN);
+    // Warm-up: the connections, the servers' threads and the caches.
+    for turn in 0..turns.min(20) {
+        for &index in if turn % 2 == 0 { &forward } else { &backward } {
+            for _ in 0..TURN {
+                clients[index].trip()?;
+            }
         }
-        for index in order {
-            let trip = trips[index];
-            let conn = if trip.library {
-                &mut upcall_conn
-            } else {
-                &mut raw_conn
-            };
-            let mut block = ping_pong(conn, BLOCK_WARM_UP + options.block, trip.answer)?;
-            let mut block = block.split_off(BLOCK_WARM_UP);
-            block.sort();
-            rounds[index].push(percentile(&block, 50.0));
-            samples[index].append(&mut block);
+    }
+    let mut samples = vec![Vec::new(); trips.len()];
+    let mut rounds = vec![Vec::new(); trips.len()];
+    for _ in 0..options.rounds {
+        let mut round = vec![Vec::with_capacity(turns * TURN); trips.len()];
+        for turn in 0..turns {
+            for &index in if turn % 2 == 0 { &forward } else { &backward } {
+                for _ in 0..TURN_WARM_UP {
+                    clients[index].trip()?;
+                }
+                for _ in 0..TURN {
+                    round[index].push(clients[index].trip()?);
+                }
+            }
+        }
+        for (index, mut round) in round.into_iter().enumerate() {
+            round.sort();
+            rounds[index].push(percentile(&round, 50.0));
+            samples[index].append(&mut round);
+        }
+    }
+    // The `RETURN`s still owed leave after the clock stopped.
+    for client in &mut clients {
+        if !client.out.is_empty() {
+            client.conn.send(&client.out)?;
         }
     }
     let baseline_note = format!(
