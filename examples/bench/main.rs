@@ -27,12 +27,12 @@
 //! **Why parts 1 and 2 take turns.** A shared machine drifts: another program starts a build,
 //! and every round trip gets slower for a while. Rows measured one after the other carry that
 //! drift into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1
-//! and 2 run together, each row on a connection and a server of its own, in turns of 50 round
-//! trips (1, 2, 1b, 2b, then 2b, 1b, 2, 1, ...; the first 5 of each turn are thrown away, as
-//! they find the caches full of the other rows' data). A round is `--block` round trips of each
-//! row; a ratio is taken round by round, between p50s measured within the same few tens of
-//! milliseconds, and the table gives the median of those ratios with their IQR and range. Five
-//! runs in a row then agree within a few hundredths.
+//! and 2 run together, in turns of 50 round trips of each row (1, 2, 1b, 2b, then 2b, 1b, 2, 1,
+//! ...; the first 5 of each turn are thrown away, as they find the caches full of the other
+//! rows' data). A round is `--block` round trips of each row; a ratio is taken round by round,
+//! between p50s measured within the same few tens of milliseconds, and the table gives the
+//! median of those ratios with their IQR and range. Five runs in a row then agree within a few
+//! hundredths.
 //!
 //! Parts 1, 2, 3 and 6 run the library server (`upcall::server::Server`, log off) on a thread of
 //! this process, as `servercall` runs it, and the raw server the same way, so both face the same
@@ -571,30 +571,19 @@ enum Answer {
     WithNextMessage,
 }
 
-/// One row's client connection for parts 1 and 2: `MSG haii` → one line back, one round trip at
-/// a time, with what it owes the server (a `RETURN` to send with the next `MSG`).
-struct PingPong {
-    conn: Conn,
-    answer: Answer,
-    out: Vec<u8>,
-}
-
-impl PingPong {
-    fn new(conn: Conn, answer: Answer) -> PingPong {
-        PingPong {
-            conn,
-            answer,
-            out: Vec::with_capacity(64),
-        }
-    }
-
-    /// One round trip: its time, from the `MSG` leaving to its answer's newline.
-    fn trip(&mut self) -> io::Result<Duration> {
-        self.out.extend_from_slice(MSG_LINE);
+/// `count` round trips of `MSG haii` → one line back; returns the time of each.
+///
+/// With [`Answer::WithNextMessage`], the `RETURN` owed for the last round trip leaves at the
+/// end, after the clock stopped, so that no upcall is left pending between blocks.
+fn ping_pong(conn: &mut Conn, count: usize, answer: Answer) -> io::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(count);
+    let mut out = Vec::with_capacity(64);
+    for _ in 0..count {
+        out.extend_from_slice(MSG_LINE);
         let start = Instant::now();
-        self.conn.send(&self.out)?;
-        self.out.clear();
-        let line = self.conn.line()?;
+        conn.send(&out)?;
+        out.clear();
+        let line = conn.line()?;
         let elapsed = start.elapsed();
         let Some((id, _, _)) = parse_upcall(line) else {
             return Err(bad(format!(
@@ -602,15 +591,19 @@ impl PingPong {
                 String::from_utf8_lossy(line)
             )));
         };
-        let _ = writeln!(WriteBytes(&mut self.out), "RETURN {id} ok");
-        if self.answer == Answer::Alone {
-            self.conn.send(&self.out)?;
+        let _ = writeln!(WriteBytes(&mut out), "RETURN {id} ok");
+        if answer == Answer::Alone {
+            conn.send(&out)?;
         }
-        if self.answer != Answer::WithNextMessage {
-            self.out.clear();
+        if answer != Answer::WithNextMessage {
+            out.clear();
         }
-        Ok(elapsed)
+        samples.push(elapsed);
     }
+    if !out.is_empty() {
+        conn.send(&out)?;
+    }
+    Ok(samples)
 }
 
 /// One row of parts 1 and 2: which server, and what the client does with its answer.
@@ -655,76 +648,59 @@ const TRIPS: [Trip; 4] = [
 const TURN: usize = 50;
 const TURN_WARM_UP: usize = 5;
 
-/// Parts 1 and 2 together, in short turns: 50 round trips of row 1, 50 of row 2, of 1b, of 2b,
-/// then 2b, 1b, 2, 1, and so on, each row on a connection and a server of its own. Whatever the
-/// machine does meanwhile (another program's build taking the CPU, its caches, a halted vCPU)
-/// falls on every row alike, a millisecond or two apart. The turns are grouped in rounds of
-/// `--block` round trips per row; each row keeps the p50 of each round, and the ratios are taken
-/// round by round.
+/// Parts 1 and 2 together, in short turns (ABAB...): 50 round trips of row 1, 50 of row 2, of 1b,
+/// of 2b, then 2b, 1b, 2, 1, and so on, so that whatever the machine does meanwhile (another
+/// program's build taking the CPU, or the caches) falls on both sides of a ratio alike, a
+/// millisecond or two apart. A round is `--block` round trips of each row; each row keeps the
+/// p50 of each round, and the ratios are taken round by round.
 fn part_rounds(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
     let parts = &options.parts;
     progress!(
         "1 and 2: raw TCP and MSG → UPCALL, taking turns{}",
         tag.suffix
     );
+    let raw = RawServer::start(false)?;
+    let mut raw_conn = Conn::connect(raw.address, 4096)?;
+    let server = LibraryServer::start()?;
+    let (mut upcall_conn, _) = Conn::register(server.address, "on_event", 4096)?;
     let trips: Vec<&Trip> = TRIPS
         .iter()
         .filter(|trip| parts.contains(&if trip.library { 2 } else { 1 }))
         .collect();
-    // A server for each row: two clients of one upcall server would get each other's `MSG`s as
-    // upcalls too.
-    let mut raw_servers = Vec::new();
-    let mut upcall_servers = Vec::new();
-    let mut clients = Vec::new();
-    for trip in &trips {
-        let conn = if trip.library {
-            let server = LibraryServer::start()?;
-            let conn = Conn::register(server.address, "on_event", 4096)?.0;
-            upcall_servers.push(server);
-            conn
-        } else {
-            let raw = RawServer::start(false)?;
-            let conn = Conn::connect(raw.address, 4096)?;
-            raw_servers.push(raw);
-            conn
-        };
-        clients.push(PingPong::new(conn, trip.answer));
-    }
-    let forward: Vec<usize> = (0..trips.len()).collect();
-    let backward: Vec<usize> = forward.iter().rev().copied().collect();
-    let turns = options.block.div_ceil(TURN);
-    // Warm-up: the connections, the servers' threads and the caches.
-    for turn in 0..turns.min(20) {
-        for &index in if turn % 2 == 0 { &forward } else { &backward } {
-            for _ in 0..TURN {
-                clients[index].trip()?;
-            }
-        }
-    }
     let mut samples = vec![Vec::new(); trips.len()];
     let mut rounds = vec![Vec::new(); trips.len()];
+    // Warm-up: the connections, the servers' threads and the caches, once each.
+    for trip in &trips {
+        let conn = if trip.library {
+            &mut upcall_conn
+        } else {
+            &mut raw_conn
+        };
+        ping_pong(conn, options.block.min(1000), trip.answer)?;
+    }
+    let turns = options.block.div_ceil(TURN);
     for _ in 0..options.rounds {
         let mut round = vec![Vec::with_capacity(turns * TURN); trips.len()];
         for turn in 0..turns {
-            for &index in if turn % 2 == 0 { &forward } else { &backward } {
-                for _ in 0..TURN_WARM_UP {
-                    clients[index].trip()?;
-                }
-                for _ in 0..TURN {
-                    round[index].push(clients[index].trip()?);
-                }
+            let mut order: Vec<usize> = (0..trips.len()).collect();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            for index in order {
+                let trip = trips[index];
+                let conn = if trip.library {
+                    &mut upcall_conn
+                } else {
+                    &mut raw_conn
+                };
+                let mut times = ping_pong(conn, TURN_WARM_UP + TURN, trip.answer)?;
+                round[index].extend(times.drain(TURN_WARM_UP..));
             }
         }
         for (index, mut round) in round.into_iter().enumerate() {
             round.sort();
             rounds[index].push(percentile(&round, 50.0));
             samples[index].append(&mut round);
-        }
-    }
-    // The `RETURN`s still owed leave after the clock stopped.
-    for client in &mut clients {
-        if !client.out.is_empty() {
-            client.conn.send(&client.out)?;
         }
     }
     let baseline_note = format!(
