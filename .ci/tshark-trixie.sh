@@ -4,7 +4,8 @@
 # Wireshark 4.2 changed two things a dissector meets: Lua 5.4 instead of 5.2, and no Lua at all
 # for root (no personal plugins, no -X lua_script:). The tests run tshark as `nobody` when root;
 # this step checks that they pass on 4.4 too, with tshark from a minimal trixie tree made by
-# debootstrap and kept in a cache (cold: about a minute; warm: the tests alone, about 20 s here).
+# debootstrap and kept in a cache (cold: about a minute; warm: the tests alone, about 20 s here),
+# or from the trixie tree UPCALL_TSHARK_TRIXIE_ROOT names.
 # The tree's /tmp is this system's /tmp (a bind mount in a mount namespace of its own, gone when
 # the step ends), so tshark inside finds the captures the tests write.
 set -euo pipefail
@@ -12,6 +13,14 @@ cd "$(dirname "$0")/.."
 
 cache=${UPCALL_TSHARK_TRIXIE:-/var/cache/upcall-tshark-trixie}
 root=$cache/rootfs
+# UPCALL_TSHARK_TRIXIE_ROOT: a trixie tree that has tshark already, used as it is (CI gives the
+# Windows build's chroot, which .ci/windows/setup.sh made with tshark in it: one debootstrap less).
+if [ -n "${UPCALL_TSHARK_TRIXIE_ROOT:-}" ]; then
+    root=$UPCALL_TSHARK_TRIXIE_ROOT
+    [ -x "$root/usr/bin/tshark" ] || { echo "no tshark in $root (UPCALL_TSHARK_TRIXIE_ROOT)" >&2; exit 1; }
+    grep -qx 'VERSION_CODENAME=trixie' "$root/etc/os-release" \
+        || { echo "$root is not Debian trixie (UPCALL_TSHARK_TRIXIE_ROOT)" >&2; exit 1; }
+fi
 
 # The Debian mirror this system's apt already uses (deb822 or one-line sources).
 mirror() {

@@ -437,13 +437,12 @@ fn circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 
 /// The graph, one line a file, for a failure message.
 fn drawn(graph: &BTreeMap<String, BTreeSet<String>>) -> String {
-    graph
-        .iter()
-        .map(|(file, uses)| {
-            let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
-            format!("  {file} -> {}\n", uses.join(", "))
-        })
-        .collect()
+    let mut drawing = String::new();
+    for (file, uses) in graph {
+        let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
+        drawing.push_str(&format!("  {file} -> {}\n", uses.join(", ")));
+    }
+    drawing
 }
 
 #[test]

@@ -22,9 +22,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use support::scenarios::{stops_reading, Student};
-use support::{resident_kib, serial, wait_until, RawClient, TestServer};
+use support::{serial, wait_until, RawClient, TestServer};
 use upcall::console;
-use upcall::server::{Outcome, Server, ServerConfig};
+use upcall::server::{Outcome, ServerConfig};
+// What only Linux can count (see `threads`).
+#[cfg(target_os = "linux")]
+use {support::resident_kib, upcall::server::Server};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -41,7 +44,9 @@ fn config() -> ServerConfig {
     }
 }
 
-/// `Threads:` of /proc/self/status.
+/// `Threads:` of /proc/self/status. (Linux only, like every count below: Windows has no `/proc`,
+/// and std no other way to count a process's threads or handles.)
+#[cfg(target_os = "linux")]
 fn threads() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .expect("/proc/self/status")
@@ -52,6 +57,7 @@ fn threads() -> usize {
 }
 
 /// Entries of /proc/self/fd (the directory handle itself counts too, in every reading alike).
+#[cfg(target_os = "linux")]
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -60,6 +66,7 @@ fn open_fds() -> usize {
 
 /// Polls until the server has no client left and the threads and descriptors are back within
 /// `tolerance` of the baseline; returns the last reading.
+#[cfg(target_os = "linux")]
 fn settle(
     server: &Server,
     baseline: (usize, usize),
@@ -125,6 +132,7 @@ fn churn(cycles: usize) {
         churn_cycle(&server, kind);
     }
     wait_until(Duration::from_secs(5), || server.client_count() == 0);
+    #[cfg(target_os = "linux")] // counted in /proc/self
     let baseline = (threads(), open_fds());
 
     let started = Instant::now();
@@ -135,16 +143,24 @@ fn churn(cycles: usize) {
 
     // Every connection thread must be gone, every socket closed (a few stragglers may still be
     // on their way out: poll).
-    let after = settle(&server, baseline, 2, Duration::from_secs(10));
-    assert!(
-        after.0 <= baseline.0 + 2 && after.1 <= baseline.1 + 2,
-        "after {cycles} cycles in {took:?}: threads {} (baseline {}), fds {} (baseline {})",
-        after.0,
-        baseline.0,
-        after.1,
-        baseline.1
+    #[cfg(target_os = "linux")] // counted in /proc/self
+    {
+        let after = settle(&server, baseline, 2, Duration::from_secs(10));
+        assert!(
+            after.0 <= baseline.0 + 2 && after.1 <= baseline.1 + 2,
+            "after {cycles} cycles in {took:?}: threads {} (baseline {}), fds {} (baseline {})",
+            after.0,
+            baseline.0,
+            after.1,
+            baseline.1
+        );
+    }
+    wait_until(Duration::from_secs(10), || server.client_count() == 0);
+    assert_eq!(
+        server.client_count(),
+        0,
+        "clients left in the registry after {cycles} cycles in {took:?}"
     );
-    assert_eq!(server.client_count(), 0, "clients left in the registry");
 
     // And the server still serves.
     let (mut client, _) = server.connect_registered(&["on_event"]);
@@ -193,6 +209,7 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
     first.expect("BYE\n");
     drop(first);
     thread::sleep(Duration::from_millis(100));
+    #[cfg(target_os = "linux")] // counted in /proc/self
     let baseline = (threads(), open_fds());
 
     // The clients that read: each answers every upcall and records it.
@@ -241,13 +258,13 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
         slowest = slowest.max(took);
         broadcasts += 1;
         for result in &results {
-            if result.client != stuck_name {
-                assert_eq!(
-                    result.outcome,
-                    Outcome::Returned("ok".into()),
-                    "broadcast {broadcasts}: {result}"
-                );
-            }
+            // The stuck client's upcall ends when it is dropped, not at the upcall timeout.
+            let expected = if result.client == stuck_name {
+                Outcome::Disconnected
+            } else {
+                Outcome::Returned("ok".into())
+            };
+            assert_eq!(result.outcome, expected, "broadcast {broadcasts}: {result}");
         }
         if dropped_after.is_none() && !is_connected(&stuck_name) {
             dropped_after = Some(broadcasts);
@@ -270,11 +287,20 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
     // waits in its outbox, and the writer waits at most one send timeout (10 ms) once. What a
     // broadcast does wait for is the answers of the readers, which queue behind the chatty
     // client's 16 KiB upcalls. The bound is generous, for a loaded machine.
-    let bound = write_timeout * 4 + Duration::from_secs(2);
-    assert!(
-        slowest <= bound,
-        "the slowest broadcast took {slowest:?} (write timeout {write_timeout:?})"
-    );
+    //
+    // Not in the Windows build, whose tests run under Wine: there every socket call of every
+    // thread is a request to the one wineserver process, so the server reads the chatty client's
+    // MSGs several times slower, and the broadcast waits for the chatty client's answer behind
+    // the MSGs it queued in its own stream: 7 to 14 s there (2 s on Linux), whatever the server
+    // does. The outcomes above still show that no broadcast waited out the stuck client.
+    #[cfg(not(windows))]
+    {
+        let bound = write_timeout * 4 + Duration::from_secs(2);
+        assert!(
+            slowest <= bound,
+            "the slowest broadcast took {slowest:?} (write timeout {write_timeout:?})"
+        );
+    }
 
     // Every reader gets every broadcast and every chat message, exactly once, ids 1, 2, 3, ...
     let expected = broadcasts + messages;
@@ -313,14 +339,22 @@ fn a_client_that_never_reads(readers: usize, after_drop: usize) {
     for student in listeners.into_iter().chain([chatty]) {
         student.heard_to_the_end();
     }
-    let after = settle(&server, baseline, 1, Duration::from_secs(10));
+    #[cfg(target_os = "linux")] // counted in /proc/self
+    {
+        let after = settle(&server, baseline, 1, Duration::from_secs(10));
+        assert!(
+            after.0 <= baseline.0 + 1 && after.1 <= baseline.1 + 1,
+            "threads {} (baseline {}), fds {} (baseline {}): something is still blocked",
+            after.0,
+            baseline.0,
+            after.1,
+            baseline.1
+        );
+    }
     assert!(
-        after.0 <= baseline.0 + 1 && after.1 <= baseline.1 + 1,
-        "threads {} (baseline {}), fds {} (baseline {}): something is still blocked",
-        after.0,
-        baseline.0,
-        after.1,
-        baseline.1
+        wait_until(Duration::from_secs(10), || server.client_count() == 0),
+        "clients still registered 10 s after they all left: {:?}",
+        server.clients()
     );
     server.stop();
 }
@@ -599,6 +633,7 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
     let (mut other, _) = server.connect_registered(&["on_event"]);
     let chunk = vec![b'a'; CHUNK];
 
+    #[cfg(target_os = "linux")] // read in /proc/self
     let before = resident_kib("self");
     let started = Instant::now();
     flood.send("MSG ");
@@ -610,6 +645,7 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
         "ERR line too long (the limit is 4096 bytes with the newline; the line was skipped)\n",
     );
     let elapsed = started.elapsed();
+    #[cfg(target_os = "linux")] // read in /proc/self
     let grown = resident_kib("self").saturating_sub(before);
 
     flood.expect("UPCALL 1 on_event Upcall event: Processing ok\n");
@@ -619,6 +655,7 @@ fn a_100_mib_line_is_discarded_without_being_stored() {
         elapsed < Duration::from_secs(10),
         "100 MiB took {elapsed:?}"
     );
+    #[cfg(target_os = "linux")]
     assert!(
         grown < 16 * 1024,
         "resident memory grew by {grown} KiB while the server skipped 100 MiB"

@@ -30,9 +30,19 @@ pub const MAX_PENDING: usize = 1024;
 /// instead. Short: the thread writing is usually serving someone else.
 pub const SEND_TRY: Duration = Duration::from_millis(10);
 
-/// How many bytes may wait in one client's outbox, beyond what the kernel's socket buffers already
-/// hold for it (hundreds of KiB on a LAN): past it, the client is dropped. At least two of the
-/// longest lines, so that one long line never counts as falling behind.
+/// The kernel's send buffer for each client's socket (`SO_SNDBUF`, see `os::set_send_buffer`).
+/// Fixed, because the kernel's own grows to 4 MiB (Linux, on loopback) before a write to a client
+/// that stopped reading says "would block": until then its outbox sees nothing, and neither the
+/// outbox limit nor the write timeout can act. 256 KiB is thousands of ordinary lines and more
+/// than a classroom LAN or Wi-Fi holds in flight (about 125 KB at 100 Mbit/s and 10 ms). Smaller
+/// costs a client that reads but stalls: with 64 KiB, a `clientcall` sharing two busy cores with
+/// a flood of 4 KB upcalls (no rate limit) was dropped as "stopped reading"; with 256 KiB it
+/// never was, in twelve runs.
+pub const SEND_BUFFER: usize = 256 * 1024;
+
+/// How many bytes may wait in one client's outbox, beyond what its socket's buffers already hold
+/// for it (0.64 MB on loopback with [`SEND_BUFFER`]): past it, the client is dropped. At
+/// least two of the longest lines, so that one long line never counts as falling behind.
 pub fn outbox_limit(max_line: usize) -> usize {
     OUTBOX_LIMIT.max(2 * max_line)
 }

@@ -145,7 +145,7 @@ mod sweeper;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -203,6 +203,7 @@ impl Server {
                 waiting: Waiting::default(),
                 sweeper: Alarm::default(),
                 stopping: AtomicBool::new(false),
+                serving: AtomicUsize::new(0),
                 local_addr: OnceLock::new(),
                 log,
             }),
@@ -306,6 +307,7 @@ impl Server {
             self.log_refusal(address.ip(), &refusal.why);
             return peer.turn_away(&refusal.told);
         }
+        self.shared.serving.fetch_add(1, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .name(peer.name.clone())
             .stack_size(limits::CLIENT_THREAD_STACK)
@@ -316,6 +318,7 @@ impl Server {
         if let Err(error) = spawned {
             // Out of threads or memory (a container's pids limit, `ulimit -u`): this client
             // cannot be served, the others still are.
+            self.shared.serving.fetch_sub(1, Ordering::SeqCst);
             self.leave(&peer);
             self.log_refusal(
                 address.ip(),
@@ -479,7 +482,7 @@ impl Server {
     pub fn wait_for_clients_to_leave(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut all_left = true;
-        while self.client_count() > 0 {
+        while self.client_count() > 0 || self.shared.serving.load(Ordering::SeqCst) > 0 {
             if Instant::now() >= deadline {
                 all_left = false;
                 break;

@@ -101,6 +101,9 @@ impl Peer {
         // while it has no deadline to keep (see `SharedSocket`). Where a single write cannot be
         // told not to wait (Windows), the whole socket is non-blocking instead.
         stream.set_nonblocking(!os::BLOCKING_READS)?;
+        // A fixed send buffer: writes to a client that stops reading report "would block" after
+        // 256 KiB, not after the 4 MiB the kernel would otherwise grow the buffer to.
+        os::set_send_buffer(&stream, limits::SEND_BUFFER);
         // A laptop whose lid closed sends nothing more, not even a FIN: the kernel's keepalive
         // probes find out, and the read fails (see limits.rs for the times).
         os::keep_alive(

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -42,6 +42,10 @@ pub(super) struct Shared {
     /// Set by [`Server::shutdown`]: the accept loop, the sweeper and the flusher stop when they
     /// see it.
     pub(super) stopping: AtomicBool,
+    /// Connection threads that have not yet logged their farewell. A thread leaves the registry
+    /// first and logs `client-1 disconnected` after, so `quit` waits for this count too: else
+    /// "Server stopped." may come first (seen under Wine, where a thread wakes up later).
+    pub(super) serving: AtomicUsize,
     /// Where the listener is, once `serve` has started; `shutdown` connects to it to wake `accept`.
     pub(super) local_addr: OnceLock<SocketAddr>,
     pub(super) log: Log,
