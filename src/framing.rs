@@ -58,6 +58,11 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The stream being read, to change how it reads (the server's `SharedSocket`).
+    pub fn source(&mut self) -> &mut R {
+        self.input.get_mut()
+    }
+
     /// Since when a line has been arriving without its newline; `None` if no line is half-read.
     pub fn partial_line_since(&self) -> Option<Instant> {
         self.started

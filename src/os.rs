@@ -5,7 +5,11 @@
 //!
 //! Each call is a thin wrapper around one C function that takes numbers and a pointer to memory we
 //! own for the length of the call. The constants come from the systems' headers (`<poll.h>`,
-//! `<netinet/tcp.h>`, `<sys/resource.h>`, `winsock2.h`).
+//! `<sys/socket.h>`, `<netinet/tcp.h>`, `<sys/resource.h>`, `winsock2.h`).
+//!
+//! Two of them are on the path of every line: [`send_now`] and [`receive`], a write that never
+//! waits and a read that waits only when asked to. std can only make a whole socket blocking or
+//! not; the server needs both at once on one socket (see [`BLOCKING_READS`]).
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -25,8 +29,8 @@ pub enum Interest {
 /// was hung up counts as ready, so that the next read or write reports why.
 ///
 /// This is how a thread waits for a socket without blocking inside `read` or `write`: the server's
-/// sockets are non-blocking, so a `write` to a client that stopped reading returns at once instead
-/// of holding up the thread that writes (usually another client's).
+/// writes never wait ([`send_now`]), so a write to a client that stopped reading returns at once
+/// instead of holding up the thread that writes (usually another client's).
 pub fn wait(
     sockets: &[(&TcpStream, Interest)],
     timeout: Option<Duration>,
@@ -42,6 +46,27 @@ pub fn wait_for(
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
     sys::wait_for(socket, interest, timeout)
+}
+
+/// Whether a server's socket stays blocking (Linux, macOS), so that its connection thread can
+/// wait for input inside `recv` itself, as a plain blocking server does: one system call per
+/// line instead of a read that finds nothing, a `poll`, and the read again. Every write then says
+/// "do not wait" on its own ([`send_now`]). Windows has no such flag for a single `send`: there
+/// the socket is non-blocking and the thread waits with [`wait_for`].
+pub const BLOCKING_READS: bool = cfg!(unix);
+
+/// Writes what the kernel takes of `bytes` now, without ever waiting for room: a client that
+/// stopped reading cannot hold up the thread that writes to it (`MSG_DONTWAIT` on Linux and
+/// macOS; on Windows the socket is non-blocking). "Would block" means the socket is full.
+pub fn send_now(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    sys::send_now(socket, bytes)
+}
+
+/// Reads what has arrived. With `wait`, and where [`BLOCKING_READS`] holds, waits for it as long
+/// as it takes (the caller has no deadline to keep); otherwise returns "would block" at once when
+/// nothing is there, and the caller waits with [`wait_for`].
+pub fn receive(socket: &TcpStream, buffer: &mut [u8], wait: bool) -> io::Result<usize> {
+    sys::receive(socket, buffer, wait)
 }
 
 /// Turns on TCP keepalive: after `idle` without a byte from the peer, the kernel sends a probe
@@ -147,6 +172,8 @@ mod sys {
 
     extern "C" {
         fn poll(fds: *mut PollFd, count: Nfds, timeout: c_int) -> c_int;
+        fn send(socket: c_int, bytes: *const c_void, length: usize, flags: c_int) -> isize;
+        fn recv(socket: c_int, buffer: *mut c_void, length: usize, flags: c_int) -> isize;
         fn listen(socket: c_int, backlog: c_int) -> c_int;
         fn setsockopt(
             socket: c_int,
@@ -173,6 +200,10 @@ mod sys {
         pub const TCP_KEEPINTVL: i32 = 5;
         pub const TCP_KEEPCNT: i32 = 6;
         pub const TCP_USER_TIMEOUT: Option<i32> = Some(18);
+        pub const MSG_DONTWAIT: i32 = 0x40;
+        /// A write to a closed connection fails with EPIPE instead of raising SIGPIPE (as std's
+        /// own writes do on Linux).
+        pub const MSG_NOSIGNAL: i32 = 0x4000;
         pub const RLIMIT_NPROC: i32 = 6;
         pub const RLIMIT_NOFILE: i32 = 7;
         pub const RLIMIT_AS: i32 = 9;
@@ -191,6 +222,9 @@ mod sys {
         pub const TCP_KEEPINTVL: i32 = 0x101;
         pub const TCP_KEEPCNT: i32 = 0x102;
         pub const TCP_USER_TIMEOUT: Option<i32> = None;
+        pub const MSG_DONTWAIT: i32 = 0x80;
+        /// No such flag: as with std's own writes, SIGPIPE is ignored by the Rust runtime.
+        pub const MSG_NOSIGNAL: i32 = 0;
         pub const RLIMIT_NPROC: i32 = 7;
         pub const RLIMIT_NOFILE: i32 = 8;
         pub const RLIMIT_AS: i32 = 5;
@@ -251,6 +285,34 @@ mod sys {
             };
         }
         Ok(fd[0].revents != 0)
+    }
+
+    pub(super) fn send_now(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+        // SAFETY: `bytes` is a live slice for the call and its length is passed with it; the
+        // descriptor stays open because `socket` is borrowed.
+        let sent = unsafe {
+            send(
+                socket.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                MSG_DONTWAIT | MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+    }
+
+    pub(super) fn receive(socket: &TcpStream, buffer: &mut [u8], wait: bool) -> io::Result<usize> {
+        let flags = if wait { 0 } else { MSG_DONTWAIT };
+        // SAFETY: `buffer` is ours, writable and of the length passed, for the whole call.
+        let read = unsafe {
+            recv(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                flags,
+            )
+        };
+        usize::try_from(read).map_err(|_| io::Error::last_os_error())
     }
 
     fn set(socket: &TcpStream, level: c_int, name: c_int, value: c_int) {
@@ -404,6 +466,16 @@ mod sys {
         timeout: Option<Duration>,
     ) -> io::Result<bool> {
         Ok(wait(&[(socket, interest)], timeout)?[0])
+    }
+
+    /// The socket is non-blocking (`BLOCKING_READS` is false here): a plain write never waits.
+    pub(super) fn send_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+        std::io::Write::write(&mut socket, bytes)
+    }
+
+    /// The socket is non-blocking: a read never waits, whatever `wait` says.
+    pub(super) fn receive(mut socket: &TcpStream, buffer: &mut [u8], _: bool) -> io::Result<usize> {
+        std::io::Read::read(&mut socket, buffer)
     }
 
     fn set(socket: &TcpStream, level: i32, name: i32, value: i32) {

@@ -164,45 +164,55 @@ impl Message {
     /// assert_eq!(error.to_string(), "control character U+000A (line feed) at byte 8");
     /// ```
     pub fn encode(&self) -> Result<String, ProtocolError> {
+        use std::fmt::Write as _;
         let verb = self.verb();
-        let line = match self {
+        // One allocation for the whole line: the fixed fields (a verb, an id, a name) fit in 64
+        // bytes but for a very long client id, and the free text is known. `format!` would grow
+        // the string two or three times, and the server encodes a line for every upcall it sends.
+        let mut line = String::with_capacity(64 + self.text().len());
+        // Writing to a `String` cannot fail: the `fmt::Result`s below are always `Ok`.
+        let _ = match self {
             Message::Welcome { client_id } => {
                 check_token(client_id)?;
-                format!("{verb} {client_id} {PROTOCOL_VERSION}")
+                write!(line, "{verb} {client_id} {PROTOCOL_VERSION}")
             }
             Message::Registered { callback } | Message::Register { callback } => {
                 check_callback_name(callback)?;
-                format!("{verb} {callback}")
+                write!(line, "{verb} {callback}")
             }
-            Message::Upcall {
-                id,
-                callback,
-                argument,
-            } => {
+            Message::Upcall { id, callback, .. } => {
                 check_callback_name(callback)?;
-                with_text(format!("{verb} {id} {callback}"), argument)
+                write!(line, "{verb} {id} {callback}")
             }
-            Message::Err { reason: text } | Message::Msg { text } => {
-                with_text(verb.to_string(), text)
-            }
-            Message::Return { id, value: text } | Message::Fail { id, reason: text } => {
-                with_text(format!("{verb} {id}"), text)
-            }
-            Message::Bye => verb.to_string(),
+            Message::Err { .. } | Message::Msg { .. } | Message::Bye => write!(line, "{verb}"),
+            Message::Return { id, .. } | Message::Fail { id, .. } => write!(line, "{verb} {id}"),
         };
+        // The free-text last field, if any: an empty text is not sent at all, not even its space.
+        let text = self.text();
+        if !text.is_empty() {
+            line.push(' ');
+            line.push_str(text);
+        }
         // The whole line, so that an error gives the character's place in the line, as parse does.
         check_text(&line)?;
-        Ok(line + "\n")
+        line.push('\n');
+        Ok(line)
     }
-}
 
-/// Appends the free-text last field, if any.
-fn with_text(mut line: String, text: &str) -> String {
-    if !text.is_empty() {
-        line.push(' ');
-        line.push_str(text);
+    /// The free-text last field (`""` for the messages that have none).
+    fn text(&self) -> &str {
+        match self {
+            Message::Upcall { argument: text, .. }
+            | Message::Err { reason: text }
+            | Message::Msg { text }
+            | Message::Return { value: text, .. }
+            | Message::Fail { reason: text, .. } => text,
+            Message::Welcome { .. }
+            | Message::Registered { .. }
+            | Message::Register { .. }
+            | Message::Bye => "",
+        }
     }
-    line
 }
 
 /// Parses one line, without its `\n` (and without a `\r` before it: the framing layer drops both).
@@ -247,8 +257,13 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
         Some((verb, rest)) => (verb, rest),
         None => (line, ""),
     };
-    let verb = verb.to_ascii_uppercase();
-    match verb.as_str() {
+    // Verbs are matched case-insensitively, by comparing with each known one rather than making
+    // an upper-case copy: this runs for every line.
+    let verb = VERBS
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(verb))
+        .unwrap_or("");
+    match verb {
         // ; server -> client
         "WELCOME" => welcome(rest),
         // REGISTERED callback                  ; acknowledges REGISTER
@@ -296,6 +311,19 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
         _ => Err(ProtocolError::UnknownVerb),
     }
 }
+
+/// Every verb of `upcall/1`, as it is sent on the wire.
+const VERBS: [&str; 9] = [
+    "WELCOME",
+    "REGISTERED",
+    "UPCALL",
+    "ERR",
+    "BYE",
+    "REGISTER",
+    "MSG",
+    "RETURN",
+    "FAIL",
+];
 
 /// The fields of a `WELCOME`, the first line on every connection.
 ///

@@ -23,27 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod guide;
+
+use guide::{read, sample, GUIDES};
 use process::{Program, PATIENCE};
-
-/// The two guides, whose keys are checked alike.
-const GUIDES: [&str; 2] = ["README.md", "README.id.md"];
-
-fn read(file: &str) -> String {
-    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
-}
-
-/// The fenced block right after `<!-- sample: NAME -->` in `guide`.
-fn sample(guide: &str, name: &str) -> String {
-    let text = read(guide);
-    let marker = format!("<!-- sample: {name} -->\n```text\n");
-    let start = text
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{guide} has no sample {name}"))
-        + marker.len();
-    let end = start + text[start..].find("```").expect("the block ends");
-    text[start..end].to_string()
-}
 
 /// Exercise `number` of `guide` with its answer key: from its heading (`### 3. `) to the end of
 /// its `<details>`.

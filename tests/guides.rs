@@ -17,13 +17,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod guide;
+
+use guide::{anchor, read};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(file: &str) -> String {
-    let path = root().join(file);
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"))
 }
 
 /// One `##` or `###` section of a guide: its heading line, its fenced blocks, and the rest (its
@@ -86,21 +85,6 @@ fn words(text: &str) -> String {
 /// The heading's rank (`##` 2, `###` 3).
 fn rank(heading: &str) -> usize {
     heading.chars().take_while(|&c| c == '#').count()
-}
-
-/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation dropped.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim_start_matches('#')
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The headings of a Markdown text, fences respected.

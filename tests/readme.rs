@@ -9,27 +9,10 @@
 mod bare;
 mod process;
 
+pub mod guide;
+
+use guide::{anchor, read, sample, GUIDES as READMES};
 use process::{run_with_input, Program};
-
-/// The two guides whose samples and commands are checked.
-const READMES: [&str; 2] = ["README.md", "README.id.md"];
-
-fn read(file: &str) -> String {
-    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
-}
-
-/// The text of the fenced block right after `<!-- sample: NAME -->` in `file`.
-fn sample(file: &str, name: &str) -> String {
-    let readme = read(file);
-    let marker = format!("<!-- sample: {name} -->\n```text\n");
-    let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{file} has no sample {name}"))
-        + marker.len();
-    let end = start + readme[start..].find("```").expect("the block ends");
-    readme[start..end].to_string()
-}
 
 /// The names of the samples in a Markdown text, in order.
 fn sample_names(markdown: &str) -> Vec<String> {
@@ -331,18 +314,7 @@ fn every_section_link_of_each_guide_leads_to_a_heading_of_that_guide() {
         let anchors: Vec<String> = text
             .lines()
             .filter(|line| line.starts_with('#'))
-            .map(|line| {
-                line.trim_start_matches('#')
-                    .trim()
-                    .to_lowercase()
-                    .chars()
-                    .filter_map(|c| match c {
-                        ' ' => Some('-'),
-                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .map(anchor)
             .collect();
         for (at, _) in text.match_indices("](#") {
             let rest = &text[at + 3..];

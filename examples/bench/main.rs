@@ -24,13 +24,14 @@
 //! 6. **Pipelined throughput** on one connection, K messages in flight, against raw TCP writing
 //!    one line per system call (the server's way) and raw TCP coalescing its writes.
 //!
-//! **Why parts 1 and 2 alternate.** A shared machine drifts: another program starts a build, and
-//! every round trip gets slower for a while. Rows measured one after the other carry that drift
-//! into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1 and
-//! 2 run together, in rounds: each round runs a block of each row, raw and server in turn (1, 2,
-//! 1b, 2b; every other round in the opposite order), and keeps each block's p50. A ratio is
-//! taken round by round, between blocks a few milliseconds apart, and the table gives the median
-//! of those ratios with their IQR and range. Five runs in a row then agree within a few
+//! **Why parts 1 and 2 take turns.** A shared machine drifts: another program starts a build,
+//! and every round trip gets slower for a while. Rows measured one after the other carry that
+//! drift into their ratio (eight runs of the old way gave row 2 at 0.73–1.75× row 1b). So parts 1
+//! and 2 run together, in turns of 50 round trips of each row (1, 2, 1b, 2b, then 2b, 1b, 2, 1,
+//! ...; the first 5 of each turn are thrown away, as they find the caches full of the other
+//! rows' data). A round is `--block` round trips of each row; a ratio is taken round by round,
+//! between p50s measured within the same few tens of milliseconds, and the table gives the
+//! median of those ratios with their IQR and range. Five runs in a row then agree within a few
 //! hundredths.
 //!
 //! Parts 1, 2, 3 and 6 run the library server (`upcall::server::Server`, log off) on a thread of
@@ -88,9 +89,9 @@ Options:
                         4 broadcast and 5 capacity (these two run together), 6 pipelined,
                         7 a burst of connections)
   --clients LIST        N for parts 4 and 5 (default 100,1000,10000)
-  --rounds R            rounds of parts 1 and 2, which alternate in each (default 60)
-  --block B             round trips of each row of parts 1 and 2 in a round (default 500;
-                        --quick: 200)
+  --rounds R            rounds of parts 1 and 2, which take turns in each (default 60)
+  --block B             round trips of each row of parts 1 and 2 in a round, in turns of 50
+                        (default 500; --quick: 200)
   --repeats R           rounds of part 3 and of each pipelined K (default 5)
   --iterations I        round trips per round of part 3 (default 5000)
   --broadcasts B        measured broadcasts per N, after 2 for warm-up (default 20)
@@ -288,7 +289,7 @@ pub struct Row {
     group: String,
     baseline: bool,
     note: String,
-    /// The p50 of each round, for rows measured in alternating rounds (parts 1 and 2); empty
+    /// The p50 of each round, for rows measured in the same rounds (parts 1 and 2); empty
     /// otherwise. Round `i` of one row ran next to round `i` of every other row of its group.
     rounds: Vec<Duration>,
 }
@@ -442,7 +443,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\n{:<64} {:>6} {:>6} {:>11} {:>11}",
-            "ratio of p50s, round by round (parts 1 and 2 alternate)",
+            "ratio of p50s, round by round (parts 1 and 2 take turns)",
             "rounds",
             "median",
             "IQR",
@@ -641,18 +642,21 @@ const TRIPS: [Trip; 4] = [
     },
 ];
 
-/// Round trips thrown away at the start of each block: the first trips after a pause wake
-/// threads that slept through the other rows' blocks.
-const BLOCK_WARM_UP: usize = 20;
+/// Round trips of one row in a turn of parts 1 and 2, after [`TURN_WARM_UP`] more that are
+/// thrown away: the first trip or two of a turn find the caches full of the other rows' data
+/// (measured: every row about 5 µs slower when the rows took turns trip by trip).
+const TURN: usize = 50;
+const TURN_WARM_UP: usize = 5;
 
-/// Parts 1 and 2 together, in alternating rounds (ABAB...): each round runs a block of every
-/// row, raw and server in turn, and every other round runs them in the opposite order, so that a
-/// drift of the machine (another program starting a build) falls on both sides of a ratio alike.
-/// Each row keeps the p50 of each of its blocks; the ratios are taken round by round.
+/// Parts 1 and 2 together, in short turns (ABAB...): 50 round trips of row 1, 50 of row 2, of 1b,
+/// of 2b, then 2b, 1b, 2, 1, and so on, so that whatever the machine does meanwhile (another
+/// program's build taking the CPU, or the caches) falls on both sides of a ratio alike, a
+/// millisecond or two apart. A round is `--block` round trips of each row; each row keeps the
+/// p50 of each round, and the ratios are taken round by round.
 fn part_rounds(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<()> {
     let parts = &options.parts;
     progress!(
-        "1 and 2: raw TCP and MSG → UPCALL, alternating{}",
+        "1 and 2: raw TCP and MSG → UPCALL, taking turns{}",
         tag.suffix
     );
     let raw = RawServer::start(false)?;
@@ -674,23 +678,29 @@ fn part_rounds(options: &Options, tag: &Tag, report: &mut Report) -> io::Result<
         };
         ping_pong(conn, options.block.min(1000), trip.answer)?;
     }
-    for round in 0..options.rounds {
-        let mut order: Vec<usize> = (0..trips.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
+    let turns = options.block.div_ceil(TURN);
+    for _ in 0..options.rounds {
+        let mut round = vec![Vec::with_capacity(turns * TURN); trips.len()];
+        for turn in 0..turns {
+            let mut order: Vec<usize> = (0..trips.len()).collect();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            for index in order {
+                let trip = trips[index];
+                let conn = if trip.library {
+                    &mut upcall_conn
+                } else {
+                    &mut raw_conn
+                };
+                let mut times = ping_pong(conn, TURN_WARM_UP + TURN, trip.answer)?;
+                round[index].extend(times.drain(TURN_WARM_UP..));
+            }
         }
-        for index in order {
-            let trip = trips[index];
-            let conn = if trip.library {
-                &mut upcall_conn
-            } else {
-                &mut raw_conn
-            };
-            let mut block = ping_pong(conn, BLOCK_WARM_UP + options.block, trip.answer)?;
-            let mut block = block.split_off(BLOCK_WARM_UP);
-            block.sort();
-            rounds[index].push(percentile(&block, 50.0));
-            samples[index].append(&mut block);
+        for (index, mut round) in round.into_iter().enumerate() {
+            round.sort();
+            rounds[index].push(percentile(&round, 50.0));
+            samples[index].append(&mut round);
         }
     }
     let baseline_note = format!(

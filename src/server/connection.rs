@@ -85,6 +85,8 @@ impl<'a> Connection<'a> {
             return "disconnected".into();
         }
         loop {
+            // With no deadline to keep, the next read may wait in the kernel for the line.
+            self.reader.source().may_wait = self.deadline().is_none();
             let next = match self.reader.read_line_or_empty() {
                 Ok(Some(line)) => {
                     self.peer.heard_from();
@@ -108,7 +110,8 @@ impl<'a> Connection<'a> {
                 let max_line = self.config.max_line;
                 self.refuse(bad_line(error, max_line))
             }
-            // Nothing more to read for now: wait for it (the socket is non-blocking).
+            // Nothing more to read for now, and a deadline to keep (or a socket that cannot
+            // wait, on Windows): wait for input up to the deadline.
             Error::Io(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 self.wait_for_input()
             }
@@ -319,7 +322,7 @@ impl<'a> Connection<'a> {
     /// bounded by time: one thread reading for one second.
     fn linger(&mut self) {
         const LINGER: Duration = Duration::from_secs(1);
-        let mut socket = self.peer.socket();
+        let socket = self.peer.socket();
         let _ = socket.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + LINGER;
         let mut buffer = [0; 4096];
@@ -328,7 +331,7 @@ impl<'a> Connection<'a> {
             if left.is_zero() {
                 break;
             }
-            match std::io::Read::read(&mut socket, &mut buffer) {
+            match os::receive(socket, &mut buffer, false) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -424,14 +427,18 @@ fn bad_line(error: ProtocolError, max_line: usize) -> String {
     }
 }
 
-/// Whether `UPCALL <id> on_event <argument>` fits in a line for every id a client can have.
+/// Whether `UPCALL <id> on_event <argument>` fits in a line for every id a client can have. The
+/// line is counted, not written: this runs for every `MSG`, and writing it out would cost as much
+/// as the sender's own upcall.
 fn fits_any_upcall(argument: &str, max_line: usize) -> bool {
-    let longest = Message::Upcall {
-        id: u64::MAX,
-        callback: ON_EVENT.into(),
-        argument: argument.into(),
+    const LONGEST_ID: usize = 20; // u64::MAX, 18446744073709551615
+    let space_and_argument = if argument.is_empty() {
+        0
+    } else {
+        1 + argument.len()
     };
-    longest.encode().is_ok_and(|line| line.len() <= max_line)
+    let longest = "UPCALL ".len() + LONGEST_ID + 1 + ON_EVENT.len() + space_and_argument + 1;
+    longest <= max_line && protocol::check_text(argument).is_ok()
 }
 
 /// About how many bytes of text a `MSG` from `sender` may have to be passed on.
@@ -442,4 +449,32 @@ fn longest_relayed_text(sender: &str, max_line: usize) -> usize {
         protocol::relayed(sender, "")
     );
     max_line.saturating_sub(overhead.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_the_longest_upcall_agrees_with_writing_it_out() {
+        let written = |argument: &str, max_line: usize| {
+            let longest = Message::Upcall {
+                id: u64::MAX,
+                callback: ON_EVENT.into(),
+                argument: argument.into(),
+            };
+            longest.encode().is_ok_and(|line| line.len() <= max_line)
+        };
+        for length in 0..80 {
+            let argument = "x".repeat(length);
+            for max_line in [40, 60, 79, 80, 81, 4096] {
+                assert_eq!(
+                    fits_any_upcall(&argument, max_line),
+                    written(&argument, max_line),
+                    "{length} bytes, limit {max_line}"
+                );
+            }
+        }
+        assert!(!fits_any_upcall("a\u{202e}b", 4096));
+    }
 }

@@ -54,7 +54,7 @@
 //! never stall, flood or lock out the others. Each defence is one idea:
 //!
 //! - **Nobody waits for a slow reader.** Writing to a client that stopped reading would block the
-//!   writer, and the writer is often *another* client's thread. So the sockets are non-blocking and
+//!   writer, and the writer is often *another* client's thread. So no write ever waits (`os::send_now`) and
 //!   every line goes through the client's outbox (`outbox.rs`): it is written at once if the socket
 //!   has room (almost always), and otherwise queued, and one `flusher` thread sends the rest when
 //!   the socket has room again. A client that falls behind

@@ -12,8 +12,8 @@
 //!
 //! # The answer
 //!
-//! The server's sockets are *non-blocking*: a `write` takes what fits in the kernel's buffer and
-//! returns at once, never waiting for room. Every line for a client goes through its outbox:
+//! The server's writes are *non-blocking* ([`os::send_now`](crate::os::send_now)): a write takes
+//! what fits in the kernel's buffer and returns at once, never waiting for room. Every line for a client goes through its outbox:
 //!
 //! 1. If nothing is waiting, the line is written at once. Almost always the whole line fits and
 //!    this is all that happens.
@@ -33,13 +33,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::lock;
 use crate::log::seconds;
+use crate::os;
 
 /// The lines waiting for one client. Empty (and allocating nothing) for a client that keeps up.
 #[derive(Default)]
@@ -345,15 +346,15 @@ fn write_lines(socket: &TcpStream, lines: &mut VecDeque<Waiting>) -> Written {
     total
 }
 
-/// Writes `bytes` until they are all written or the socket is full (non-blocking: never waits).
-fn write_bytes(mut socket: &TcpStream, bytes: &[u8]) -> Written {
+/// Writes `bytes` until they are all written or the socket is full (`os::send_now`: never waits).
+fn write_bytes(socket: &TcpStream, bytes: &[u8]) -> Written {
     let mut written = Written {
         bytes: 0,
         full: false,
         result: Ok(()),
     };
     while written.bytes < bytes.len() {
-        match socket.write(&bytes[written.bytes..]) {
+        match os::send_now(socket, &bytes[written.bytes..]) {
             Ok(0) => {
                 written.result = Err(io::ErrorKind::WriteZero.into());
                 break;

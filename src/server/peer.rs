@@ -5,13 +5,13 @@
 //! thread (answering `REGISTER`), another client's thread (passing on a `MSG`), the console
 //! (`call`, `broadcast`), the sweeper and the flusher.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc::Sender, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
 use super::limits::{self, Noise, Repeats, Verdict, MAX_CALLBACKS};
@@ -74,8 +74,9 @@ struct PeerState {
     callbacks: BTreeSet<String>,
     /// The id of the last upcall to this client. Ids start at 1 on every connection.
     last_upcall_id: u64,
-    /// Upcalls sent and not answered yet, by id (at most `max_pending`).
-    pending: HashMap<u64, PendingUpcall>,
+    /// Upcalls sent and not answered yet, in id order (at most `max_pending`). A `BTreeMap`: a
+    /// client has only a few, and finding one among a few costs less than hashing its id.
+    pending: BTreeMap<u64, PendingUpcall>,
     /// The connection has ended: no new upcall is filed, so nobody waits for an answer that
     /// cannot come.
     gone: bool,
@@ -95,9 +96,11 @@ impl Peer {
         // acknowledged, and the other side delays its acknowledgements: tens of milliseconds for
         // a 40-byte line. We write whole lines only, so sending each at once costs nothing.
         stream.set_nodelay(true)?;
-        // Nobody waits on this socket: writes take what fits (the rest waits in the outbox), and
-        // the connection thread waits for input with `os::wait`, which knows the deadlines.
-        stream.set_nonblocking(true)?;
+        // No write to this socket ever waits: each takes what fits (the rest waits in the
+        // outbox), with `os::send_now`. Only the connection thread may wait, for input, and only
+        // while it has no deadline to keep (see `SharedSocket`). Where a single write cannot be
+        // told not to wait (Windows), the whole socket is non-blocking instead.
+        stream.set_nonblocking(!os::BLOCKING_READS)?;
         // A fixed send buffer: writes to a client that stops reading report "would block" after
         // 256 KiB, not after the 4 MiB the kernel would otherwise grow the buffer to.
         os::set_send_buffer(&stream, limits::SEND_BUFFER);
@@ -123,7 +126,9 @@ impl Peer {
 
     /// The client closed the connection before it was served: nothing to read but its end.
     pub(super) fn closed_already(&self) -> bool {
-        matches!(self.socket.peek(&mut [0]), Ok(0))
+        // Look without waiting: a client that connected and says nothing yet is not closed.
+        let readable = os::wait_for(&self.socket, os::Interest::Read, Some(Duration::ZERO));
+        matches!(readable, Ok(true)) && matches!(self.socket.peek(&mut [0]), Ok(0))
     }
 
     /// The socket, for `os::wait` (the connection thread and the flusher).
@@ -133,7 +138,12 @@ impl Peer {
 
     /// The reading side of the socket, for the connection thread.
     pub(super) fn reader(&self) -> LineReader<SharedSocket> {
-        LineReader::new(SharedSocket(self.socket.clone()), self.max_line)
+        let socket = SharedSocket {
+            socket: self.socket.clone(),
+            may_wait: false,
+            at_line_start: true,
+        };
+        LineReader::new(socket, self.max_line)
     }
 
     /// Sends one line. When the client cannot take it (too far behind, or gone), it is dropped at
@@ -331,7 +341,7 @@ impl Peer {
     pub(super) fn close(&self) -> Vec<(u64, PendingUpcall)> {
         let mut state = lock(&self.state);
         state.gone = true;
-        state.pending.drain().collect()
+        std::mem::take(&mut state.pending).into_iter().collect()
     }
 
     /// One log line about this client, of a kind it could cause many of: at most a few a second
@@ -456,11 +466,29 @@ fn few_names(names: &BTreeSet<String>) -> String {
 
 /// A client's socket as the connection thread reads it: `&TcpStream` reads and writes too (the
 /// socket's state is in the kernel), so one descriptor behind an `Arc` serves everyone.
-pub(super) struct SharedSocket(Arc<TcpStream>);
+///
+/// A read waits inside the kernel for the next line, as a plain blocking server's does, only when
+/// nothing has a deadline: the connection says so in `may_wait` (a registered client, between
+/// lines), and no line is half-read. Otherwise it returns "would block" at once, and the
+/// connection waits with `os::wait_for` up to its deadline. The reader only reads once it has
+/// used every byte read before, so a line is half-read exactly when the last byte read was not a
+/// newline: a client that sends a line a byte at a time never gets a read that waits unbounded.
+pub(super) struct SharedSocket {
+    socket: Arc<TcpStream>,
+    /// Set by the connection before each line: it has no deadline to keep.
+    pub(super) may_wait: bool,
+    /// The last byte read was a newline (or nothing was read yet).
+    at_line_start: bool,
+}
 
 impl Read for SharedSocket {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buffer)
+        let wait = self.may_wait && self.at_line_start;
+        let read = os::receive(&self.socket, buffer, wait)?;
+        if read > 0 {
+            self.at_line_start = buffer[read - 1] == b'\n';
+        }
+        Ok(read)
     }
 }
 

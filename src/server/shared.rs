@@ -99,8 +99,8 @@ impl Server {
     /// waits for it is told; when nobody waits (an upcall a `MSG` caused), the log says how it
     /// ended.
     pub(super) fn settle(&self, peer: &Peer, id: u64, pending: PendingUpcall, outcome: Outcome) {
-        if let Some(line) = pending.settle(&peer.name, id, outcome) {
-            note!(self, peer, Outcome, "{line}");
+        if let Some(ended) = pending.settle(&peer.name, id, outcome) {
+            note!(self, peer, Outcome, "{ended}"); // formatted only if the log is on
         }
     }
 
