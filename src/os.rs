@@ -1,7 +1,8 @@
 //! What std does not offer, asked of the operating system directly: waiting for several sockets at
 //! once (`poll`), TCP keepalive, the size of a socket's send buffer, the length of the listen
-//! queue, and the limits the machine puts on one process. This is the crate's only `unsafe` code, and the only place where Linux, macOS
-//! and Windows differ; the rest of the crate reads the same on every system.
+//! queue, and the limits the machine puts on one process. This is the crate's only `unsafe` code
+//! (the calls themselves are in `os/unix.rs` and `os/windows.rs`), and the only place where
+//! Linux, macOS and Windows differ; the rest of the crate reads the same on every system.
 //!
 //! Each call is a thin wrapper around one C function that takes numbers and a pointer to memory we
 //! own for the length of the call. The constants come from the systems' headers (`<poll.h>`,
@@ -15,14 +16,11 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-/// What a thread waits for on a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interest {
-    /// A line (or the end of the connection) has arrived.
-    Read,
-    /// The kernel has room for more bytes to send.
-    Write,
-}
+/// What a wait asks for and how long (`os/wait.rs`).
+mod wait;
+#[cfg(test)]
+use wait::timeout_ms;
+pub use wait::Interest;
 
 /// Waits until one of `sockets` is ready for what it is asked for, or `timeout` passes (`None`:
 /// no limit). Returns, for each socket, whether it is ready; a socket whose connection broke or
@@ -103,7 +101,7 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// then seven) for its SYN to be retried: 5,000 clients took 13 s here. Calling `listen` again on a
 /// listening socket only changes the length of its queue (POSIX and Winsock say so).
 pub fn widen_listen_queue(listener: &TcpListener) {
-    sys::widen_listen_queue(listener);
+    sys::widen_listen_queue(listener, LISTEN_BACKLOG);
 }
 
 /// The limits that decide how many clients fit (`os/facts.rs`): filled here from `getrlimit` and
@@ -131,399 +129,15 @@ pub fn machine_facts() -> MachineFacts {
 /// What Linux says in `/proc` and `/sys` (`os/linux.rs`): plain file reads, nothing unsafe.
 mod linux;
 
-/// `poll`'s timeout: milliseconds, rounded up so that a wait never ends before its time; -1 for
-/// "no limit".
-fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    match timeout {
-        None => -1,
-        Some(timeout) => {
-            let ms = timeout.as_micros().div_ceil(1000);
-            i32::try_from(ms).unwrap_or(i32::MAX)
-        }
-    }
-}
-
+/// The system calls themselves, one file per family of systems.
 #[cfg(unix)]
-mod sys {
-    use super::{timeout_ms, Interest, MachineFacts};
-    use std::io;
-    use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
-    use std::os::raw::{c_int, c_short, c_void};
-    use std::time::Duration;
-
-    #[repr(C)]
-    struct PollFd {
-        fd: c_int,
-        events: c_short,
-        revents: c_short,
-    }
-
-    #[repr(C)]
-    struct RLimit {
-        cur: u64,
-        max: u64,
-    }
-
-    #[cfg(target_os = "linux")]
-    type Nfds = std::os::raw::c_ulong;
-    #[cfg(not(target_os = "linux"))]
-    type Nfds = std::os::raw::c_uint;
-
-    extern "C" {
-        fn poll(fds: *mut PollFd, count: Nfds, timeout: c_int) -> c_int;
-        fn send(socket: c_int, bytes: *const c_void, length: usize, flags: c_int) -> isize;
-        fn recv(socket: c_int, buffer: *mut c_void, length: usize, flags: c_int) -> isize;
-        fn listen(socket: c_int, backlog: c_int) -> c_int;
-        fn setsockopt(
-            socket: c_int,
-            level: c_int,
-            name: c_int,
-            value: *const c_void,
-            length: u32,
-        ) -> c_int;
-        fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
-        fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
-    }
-
-    // <poll.h>: the same numbers on Linux and macOS.
-    const POLLIN: c_short = 0x1;
-    const POLLOUT: c_short = 0x4;
-
-    #[cfg(target_os = "linux")]
-    mod consts {
-        pub const SOL_SOCKET: i32 = 1;
-        pub const SO_SNDBUF: i32 = 7;
-        pub const SO_KEEPALIVE: i32 = 9;
-        pub const IPPROTO_TCP: i32 = 6;
-        pub const TCP_KEEPIDLE: i32 = 4;
-        pub const TCP_KEEPINTVL: i32 = 5;
-        pub const TCP_KEEPCNT: i32 = 6;
-        pub const TCP_USER_TIMEOUT: Option<i32> = Some(18);
-        pub const MSG_DONTWAIT: i32 = 0x40;
-        /// A write to a closed connection fails with EPIPE instead of raising SIGPIPE (as std's
-        /// own writes do on Linux).
-        pub const MSG_NOSIGNAL: i32 = 0x4000;
-        pub const RLIMIT_NPROC: i32 = 6;
-        pub const RLIMIT_NOFILE: i32 = 7;
-        pub const RLIMIT_AS: i32 = 9;
-        pub const RLIM_INFINITY: u64 = u64::MAX;
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    mod consts {
-        // macOS and the BSDs.
-        pub const SOL_SOCKET: i32 = 0xffff;
-        pub const SO_SNDBUF: i32 = 0x1001;
-        pub const SO_KEEPALIVE: i32 = 0x8;
-        pub const IPPROTO_TCP: i32 = 6;
-        /// macOS calls the idle time `TCP_KEEPALIVE`.
-        pub const TCP_KEEPIDLE: i32 = 0x10;
-        pub const TCP_KEEPINTVL: i32 = 0x101;
-        pub const TCP_KEEPCNT: i32 = 0x102;
-        pub const TCP_USER_TIMEOUT: Option<i32> = None;
-        pub const MSG_DONTWAIT: i32 = 0x80;
-        /// No such flag: as with std's own writes, SIGPIPE is ignored by the Rust runtime.
-        pub const MSG_NOSIGNAL: i32 = 0;
-        pub const RLIMIT_NPROC: i32 = 7;
-        pub const RLIMIT_NOFILE: i32 = 8;
-        pub const RLIMIT_AS: i32 = 5;
-        pub const RLIM_INFINITY: u64 = (1 << 63) - 1;
-    }
-    use consts::*;
-
-    pub(super) fn wait(
-        sockets: &[(&TcpStream, Interest)],
-        timeout: Option<Duration>,
-    ) -> io::Result<Vec<bool>> {
-        let mut fds: Vec<PollFd> = sockets
-            .iter()
-            .map(|(socket, interest)| PollFd {
-                fd: socket.as_raw_fd(),
-                events: match interest {
-                    Interest::Read => POLLIN,
-                    Interest::Write => POLLOUT,
-                },
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structures for the whole call, and
-        // every descriptor in it stays open because `sockets` borrows its stream.
-        let ready = unsafe { poll(fds.as_mut_ptr(), fds.len() as Nfds, timeout_ms(timeout)) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            // A signal interrupted the wait: report "nothing ready"; the caller waits again.
-            return match error.kind() {
-                io::ErrorKind::Interrupted => Ok(vec![false; fds.len()]),
-                _ => Err(error),
-            };
-        }
-        // Any bit counts: the one asked for, or POLLERR/POLLHUP/POLLNVAL.
-        Ok(fds.iter().map(|fd| fd.revents != 0).collect())
-    }
-
-    pub(super) fn wait_for(
-        socket: &TcpStream,
-        interest: Interest,
-        timeout: Option<Duration>,
-    ) -> io::Result<bool> {
-        let mut fd = [PollFd {
-            fd: socket.as_raw_fd(),
-            events: match interest {
-                Interest::Read => POLLIN,
-                Interest::Write => POLLOUT,
-            },
-            revents: 0,
-        }];
-        // SAFETY: as in `wait`, with an array of one on our stack.
-        let ready = unsafe { poll(fd.as_mut_ptr(), 1, timeout_ms(timeout)) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            return match error.kind() {
-                io::ErrorKind::Interrupted => Ok(false),
-                _ => Err(error),
-            };
-        }
-        Ok(fd[0].revents != 0)
-    }
-
-    pub(super) fn send_now(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-        // SAFETY: `bytes` is a live slice for the call and its length is passed with it; the
-        // descriptor stays open because `socket` is borrowed.
-        let sent = unsafe {
-            send(
-                socket.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                MSG_DONTWAIT | MSG_NOSIGNAL,
-            )
-        };
-        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-    }
-
-    pub(super) fn receive(socket: &TcpStream, buffer: &mut [u8], wait: bool) -> io::Result<usize> {
-        let flags = if wait { 0 } else { MSG_DONTWAIT };
-        // SAFETY: `buffer` is ours, writable and of the length passed, for the whole call.
-        let read = unsafe {
-            recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                flags,
-            )
-        };
-        usize::try_from(read).map_err(|_| io::Error::last_os_error())
-    }
-
-    fn set(socket: &TcpStream, level: c_int, name: c_int, value: c_int) {
-        // SAFETY: `value` lives on our stack for the call, and its length is passed exactly.
-        let _ = unsafe {
-            setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                (&value as *const c_int).cast(),
-                std::mem::size_of::<c_int>() as u32,
-            )
-        };
-    }
-
-    pub(super) fn keep_alive(
-        socket: &TcpStream,
-        idle: Duration,
-        interval: Duration,
-        give_up: Duration,
-    ) {
-        let secs = |d: Duration| c_int::try_from(d.as_secs().max(1)).unwrap_or(c_int::MAX);
-        let probes = (give_up.saturating_sub(idle).as_secs() / interval.as_secs().max(1)).max(1);
-        set(socket, SOL_SOCKET, SO_KEEPALIVE, 1);
-        set(socket, IPPROTO_TCP, TCP_KEEPIDLE, secs(idle));
-        set(socket, IPPROTO_TCP, TCP_KEEPINTVL, secs(interval));
-        set(socket, IPPROTO_TCP, TCP_KEEPCNT, probes as c_int);
-        if let Some(user_timeout) = TCP_USER_TIMEOUT {
-            let ms = c_int::try_from(give_up.as_millis()).unwrap_or(c_int::MAX);
-            set(socket, IPPROTO_TCP, user_timeout, ms);
-        }
-    }
-
-    pub(super) fn set_send_buffer(socket: &TcpStream, bytes: usize) {
-        let bytes = c_int::try_from(bytes).unwrap_or(c_int::MAX);
-        set(socket, SOL_SOCKET, SO_SNDBUF, bytes);
-    }
-
-    pub(super) fn widen_listen_queue(listener: &TcpListener) {
-        // SAFETY: `listen` takes a descriptor and a number and touches no memory of ours; the
-        // descriptor stays open for the call because `listener` is borrowed.
-        let _ = unsafe { listen(listener.as_raw_fd(), super::LISTEN_BACKLOG) };
-    }
-
-    /// The soft and hard limits of `resource`; `None` for unlimited.
-    fn get(resource: c_int) -> Option<(Option<u64>, Option<u64>)> {
-        let mut limit = RLimit { cur: 0, max: 0 };
-        // SAFETY: `limit` is ours for the call, of the size the C structure has on 64-bit
-        // Linux and macOS (two 64-bit numbers).
-        if unsafe { getrlimit(resource, &mut limit) } != 0 {
-            return None;
-        }
-        let finite = |value: u64| (value != RLIM_INFINITY).then_some(value);
-        Some((finite(limit.cur), finite(limit.max)))
-    }
-
-    pub(super) fn raise_open_file_limit() -> Option<u64> {
-        let (soft, hard) = get(RLIMIT_NOFILE)?;
-        let current = soft?;
-        // macOS refuses an unlimited soft limit for files: there, 10,240 (OPEN_MAX) is the most
-        // a process can ask for without reading sysctls.
-        let wanted = hard.unwrap_or(10_240);
-        for target in [wanted, wanted.min(10_240)] {
-            if target <= current {
-                return Some(current);
-            }
-            let new = RLimit {
-                cur: target,
-                max: hard.unwrap_or(RLIM_INFINITY),
-            };
-            // SAFETY: `new` is ours for the call.
-            if unsafe { setrlimit(RLIMIT_NOFILE, &new) } == 0 {
-                return Some(target);
-            }
-        }
-        Some(current)
-    }
-
-    pub(super) fn rlimit_facts() -> MachineFacts {
-        let soft = |resource| get(resource).and_then(|(soft, _)| soft);
-        MachineFacts {
-            open_files: soft(RLIMIT_NOFILE),
-            user_threads_free: soft(RLIMIT_NPROC),
-            address_space_free: soft(RLIMIT_AS),
-            ..MachineFacts::default()
-        }
-    }
-}
-
+mod unix;
+#[cfg(unix)]
+use unix as sys;
 #[cfg(windows)]
-mod sys {
-    use super::{timeout_ms, Interest, MachineFacts};
-    use std::io;
-    use std::net::{TcpListener, TcpStream};
-    use std::os::windows::io::AsRawSocket;
-    use std::time::Duration;
-
-    #[repr(C)]
-    struct WsaPollFd {
-        fd: usize,
-        events: i16,
-        revents: i16,
-    }
-
-    #[link(name = "ws2_32")]
-    extern "system" {
-        fn WSAPoll(fds: *mut WsaPollFd, count: u32, timeout: i32) -> i32;
-        fn listen(socket: usize, backlog: i32) -> i32;
-        fn setsockopt(socket: usize, level: i32, name: i32, value: *const u8, length: i32) -> i32;
-    }
-
-    // winsock2.h
-    const POLLRDNORM: i16 = 0x0100;
-    const POLLWRNORM: i16 = 0x0010;
-    const SOL_SOCKET: i32 = 0xffff;
-    const SO_KEEPALIVE: i32 = 0x0008;
-    const SO_SNDBUF: i32 = 0x1001;
-    const IPPROTO_TCP: i32 = 6;
-    // ws2ipdef.h (Windows 10 1709 and later; older systems ignore them and keep the defaults).
-    const TCP_KEEPIDLE: i32 = 3;
-    const TCP_KEEPCNT: i32 = 16;
-    const TCP_KEEPINTVL: i32 = 17;
-
-    pub(super) fn wait(
-        sockets: &[(&TcpStream, Interest)],
-        timeout: Option<Duration>,
-    ) -> io::Result<Vec<bool>> {
-        let mut fds: Vec<WsaPollFd> = sockets
-            .iter()
-            .map(|(socket, interest)| WsaPollFd {
-                fd: socket.as_raw_socket() as usize,
-                events: match interest {
-                    Interest::Read => POLLRDNORM,
-                    Interest::Write => POLLWRNORM,
-                },
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a live array of `fds.len()` structures for the whole call, and every
-        // socket in it stays open because `sockets` borrows its stream.
-        let ready = unsafe { WSAPoll(fds.as_mut_ptr(), fds.len() as u32, timeout_ms(timeout)) };
-        if ready < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fds.iter().map(|fd| fd.revents != 0).collect())
-    }
-
-    pub(super) fn wait_for(
-        socket: &TcpStream,
-        interest: Interest,
-        timeout: Option<Duration>,
-    ) -> io::Result<bool> {
-        Ok(wait(&[(socket, interest)], timeout)?[0])
-    }
-
-    /// The socket is non-blocking (`BLOCKING_READS` is false here): a plain write never waits.
-    pub(super) fn send_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-        std::io::Write::write(&mut socket, bytes)
-    }
-
-    /// The socket is non-blocking: a read never waits, whatever `wait` says.
-    pub(super) fn receive(mut socket: &TcpStream, buffer: &mut [u8], _: bool) -> io::Result<usize> {
-        std::io::Read::read(&mut socket, buffer)
-    }
-
-    fn set(socket: &TcpStream, level: i32, name: i32, value: i32) {
-        // SAFETY: `value` lives on our stack for the call, and its length is passed exactly.
-        let _ = unsafe {
-            setsockopt(
-                socket.as_raw_socket() as usize,
-                level,
-                name,
-                (&value as *const i32).cast(),
-                4,
-            )
-        };
-    }
-
-    pub(super) fn keep_alive(
-        socket: &TcpStream,
-        idle: Duration,
-        interval: Duration,
-        give_up: Duration,
-    ) {
-        let secs = |d: Duration| i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX);
-        let probes = (give_up.saturating_sub(idle).as_secs() / interval.as_secs().max(1)).max(1);
-        set(socket, SOL_SOCKET, SO_KEEPALIVE, 1);
-        set(socket, IPPROTO_TCP, TCP_KEEPIDLE, secs(idle));
-        set(socket, IPPROTO_TCP, TCP_KEEPINTVL, secs(interval));
-        set(socket, IPPROTO_TCP, TCP_KEEPCNT, probes as i32);
-    }
-
-    pub(super) fn set_send_buffer(socket: &TcpStream, bytes: usize) {
-        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
-        set(socket, SOL_SOCKET, SO_SNDBUF, bytes);
-    }
-
-    pub(super) fn widen_listen_queue(listener: &TcpListener) {
-        // SAFETY: `listen` takes a socket and a number and touches no memory of ours.
-        let _ = unsafe { listen(listener.as_raw_socket() as usize, super::LISTEN_BACKLOG) };
-    }
-
-    /// Windows has no open-file limit for sockets to raise.
-    pub(super) fn raise_open_file_limit() -> Option<u64> {
-        None
-    }
-
-    pub(super) fn rlimit_facts() -> MachineFacts {
-        MachineFacts::default()
-    }
-}
+mod windows;
+#[cfg(windows)]
+use windows as sys;
 
 #[cfg(test)]
 mod tests {
