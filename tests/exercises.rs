@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub mod guide;
 
-use guide::{read, sample, GUIDES};
+use guide::{read, sample, without_ports, GUIDES};
 use process::{Program, PATIENCE};
 
 /// Exercise `number` of `guide` with its answer key: from its heading (`### 3. `) to the end of
@@ -66,19 +66,6 @@ fn samples_are(name: &str, printed: &str) {
             "{guide}: sample {name}"
         );
     }
-}
-
-/// `127.0.0.1:43291` and `127.0.0.1:4141` both become `127.0.0.1:PORT`.
-fn without_ports(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("127.0.0.1:") {
-        out.push_str(&rest[..at + "127.0.0.1:".len()]);
-        rest = rest[at + "127.0.0.1:".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
-        out.push_str("PORT");
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A student's `nc 127.0.0.1 PORT`: each `send` is one write, as a line typed (or a `printf`

@@ -11,7 +11,7 @@ mod process;
 
 pub mod guide;
 
-use guide::{anchor, read, sample, GUIDES as READMES};
+use guide::{anchor, read, sample, without_ports, GUIDES as READMES};
 use process::{run_with_input, Program};
 
 /// The names of the samples in a Markdown text, in order.
@@ -22,19 +22,6 @@ fn sample_names(markdown: &str) -> Vec<String> {
         .filter_map(|rest| rest.strip_suffix(" -->"))
         .map(str::to_string)
         .collect()
-}
-
-/// `127.0.0.1:51018` and `127.0.0.1:4141` both become `127.0.0.1:PORT`.
-fn without_ports(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("127.0.0.1:") {
-        out.push_str(&rest[..at + "127.0.0.1:".len()]);
-        rest = rest[at + "127.0.0.1:".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
-        out.push_str("PORT");
-    }
-    out.push_str(rest);
-    out
 }
 
 #[test]

@@ -37,3 +37,17 @@ pub fn anchor(heading: &str) -> String {
         })
         .collect()
 }
+
+/// The samples' addresses without their ports, which differ from run to run:
+/// `127.0.0.1:43291` and `127.0.0.1:4141` both become `127.0.0.1:PORT`.
+pub fn without_ports(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("127.0.0.1:") {
+        out.push_str(&rest[..at + "127.0.0.1:".len()]);
+        rest = rest[at + "127.0.0.1:".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push_str("PORT");
+    }
+    out.push_str(rest);
+    out
+}
