@@ -171,15 +171,8 @@ fn tshark_command() -> Command {
 
 /// Whether this process runs as root: the owner of `/proc/self` is the effective user.
 fn running_as_root() -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    }
-    #[cfg(not(unix))]
-    {
-        false
-    }
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// tshark's environment: an empty home and configuration (no personal preference or plugin
